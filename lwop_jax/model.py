@@ -1,0 +1,285 @@
+"""PoseNet: Lightweight OpenPose (``PoseEstimationWithMobileNet``) in Flax NNX.
+
+The module tree mirrors the PyTorch state-dict keys one to one: ``model.7.0`` is the depthwise conv of
+backbone block 7, ``cpm.trunk.1.2`` the pointwise conv of the second CPM block,
+``refinement_stages.0.trunk.4.trunk.1.1`` a BatchNorm. Torch ``nn.Sequential`` containers are
+:class:`Sequential` lists whose activations occupy their own index, exactly as in torch, so converting a
+checkpoint is a rename of the leaf names only (``weight`` -> ``kernel``/``scale``, ``running_mean`` ->
+``mean``, ...). See :mod:`lwop_jax.weights`.
+
+Layout is NHWC inside; inputs are BGR images normalised like the original, ``(img - 128) / 256``.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lwop_jax import skeleton
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.1  # PyTorch semantics: running = (1 - m) * running + m * batch
+
+
+class Conv2d(nnx.Module):
+    """torch.nn.Conv2d in NHWC: symmetric zero padding, dilation, groups; kernel is HWIO."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, *, stride=1, padding=1, dilation=1,
+                 groups=1, bias=True, dtype=None, rngs: nnx.Rngs):
+        fan_in = in_channels // groups * kernel_size * kernel_size
+        bound = 1.0 / math.sqrt(fan_in)
+        shape = (kernel_size, kernel_size, in_channels // groups, out_channels)
+        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound))
+        self.bias = (nnx.Param(jax.random.uniform(rngs.params(), (out_channels,), jnp.float32, -bound, bound))
+                     if bias else None)
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.dtype = dtype
+        self.layout = 'NHWC'  # export switches to 'NCHW' so the ONNX graph needs no transposes
+
+    def __call__(self, x):
+        kernel = self.kernel[...]
+        if self.dtype is not None:
+            x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        y = jax.lax.conv_general_dilated(
+            x, kernel, window_strides=(self.stride, self.stride),
+            padding=((self.padding, self.padding), (self.padding, self.padding)),
+            rhs_dilation=(self.dilation, self.dilation), feature_group_count=self.groups,
+            dimension_numbers=(self.layout, 'HWIO', self.layout))
+        if self.bias is not None:
+            y = y + _per_channel(self.bias[...].astype(y.dtype), self.layout)
+        return y
+
+
+def _per_channel(v, layout):
+    """Broadcastable view of a per-channel vector for the given activation layout."""
+    return v if layout == 'NHWC' else v.reshape(-1, 1, 1)
+
+
+class BatchNorm2d(nnx.Module):
+    """torch.nn.BatchNorm2d (eps 1e-5, momentum 0.1) over NHWC.
+
+    In training mode it normalises with the biased batch variance and updates the running variance
+    with the unbiased one, as PyTorch does (flax's BatchNorm uses the biased variance for both).
+    """
+
+    def __init__(self, num_features, *, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, dtype=None,
+                 rngs: nnx.Rngs | None = None):
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.use_running_average = False
+        self.dtype = dtype
+        self.layout = 'NHWC'
+
+    def __call__(self, x):
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            x32 = x.astype(jnp.float32)
+            axes = (0, 1, 2) if self.layout == 'NHWC' else (0, 2, 3)
+            mean = jnp.mean(x32, axis=axes)
+            var = jnp.mean(jnp.square(x32 - _per_channel(mean, self.layout)), axis=axes)
+            n = x.size // mean.shape[0]  # samples per channel
+            unbiased = var * (n / max(n - 1, 1))
+            m = self.momentum
+            self.mean[...] = (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+            self.var[...] = (1 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
+        inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+        shift = self.bias[...] - mean * inv
+        y = x.astype(jnp.float32) * _per_channel(inv, self.layout) + _per_channel(shift, self.layout)
+        return y.astype(self.dtype or x.dtype)
+
+
+class ReLU(nnx.Module):
+    def __call__(self, x):
+        return jax.nn.relu(x)
+
+
+class ELU(nnx.Module):
+    def __call__(self, x):
+        return jax.nn.elu(x)
+
+
+class Sequential(nnx.List):
+    """torch.nn.Sequential: children indexed 0..n-1, applied in order."""
+
+    def __call__(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+# The building blocks of the original modules/conv.py, with the same child indices.
+
+def conv(in_ch, out_ch, kernel_size=3, padding=1, bn=True, dilation=1, stride=1, relu=True, bias=True,
+         *, dtype=None, rngs):
+    layers = [Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                     bias=bias, dtype=dtype, rngs=rngs)]
+    if bn:
+        layers.append(BatchNorm2d(out_ch, dtype=dtype))
+    if relu:
+        layers.append(ReLU())
+    return Sequential(layers)
+
+
+def conv_dw(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1, *, dtype=None, rngs):
+    return Sequential([
+        Conv2d(in_ch, in_ch, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=in_ch,
+               bias=False, dtype=dtype, rngs=rngs),
+        BatchNorm2d(in_ch, dtype=dtype), ReLU(),
+        Conv2d(in_ch, out_ch, 1, padding=0, bias=False, dtype=dtype, rngs=rngs),
+        BatchNorm2d(out_ch, dtype=dtype), ReLU(),
+    ])
+
+
+def conv_dw_no_bn(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1, *, dtype=None, rngs):
+    return Sequential([
+        Conv2d(in_ch, in_ch, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=in_ch,
+               bias=False, dtype=dtype, rngs=rngs),
+        ELU(),
+        Conv2d(in_ch, out_ch, 1, padding=0, bias=False, dtype=dtype, rngs=rngs),
+        ELU(),
+    ])
+
+
+def mobilenet_backbone(*, dtype=None, rngs):
+    """Dilated MobileNet-v1 up to conv5_5 (stride 8): 12 blocks, ``model.0`` .. ``model.11``."""
+    kw = dict(dtype=dtype, rngs=rngs)
+    return Sequential([
+        conv(3, 32, stride=2, bias=False, **kw),
+        conv_dw(32, 64, **kw),
+        conv_dw(64, 128, stride=2, **kw),
+        conv_dw(128, 128, **kw),
+        conv_dw(128, 256, stride=2, **kw),
+        conv_dw(256, 256, **kw),
+        conv_dw(256, 512, **kw),                        # conv4_2: stride 1 keeps the output at stride 8
+        conv_dw(512, 512, dilation=2, padding=2, **kw),  # ... and dilation 2 keeps the receptive field
+        conv_dw(512, 512, **kw),
+        conv_dw(512, 512, **kw),
+        conv_dw(512, 512, **kw),
+        conv_dw(512, 512, **kw),                        # conv5_5
+    ])
+
+
+class Cpm(nnx.Module):
+    def __init__(self, in_channels, out_channels, *, dtype=None, rngs):
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.align = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=False, **kw)
+        self.trunk = Sequential([conv_dw_no_bn(out_channels, out_channels, **kw) for _ in range(3)])
+        self.conv = conv(out_channels, out_channels, bn=False, **kw)
+
+    def __call__(self, x):
+        x = self.align(x)
+        return self.conv(x + self.trunk(x))
+
+
+def _heads(num_channels, hidden, num_heatmaps, num_pafs, *, dtype, rngs):
+    def head(n_out):
+        return Sequential([
+            conv(num_channels, hidden, kernel_size=1, padding=0, bn=False, dtype=dtype, rngs=rngs),
+            conv(hidden, n_out, kernel_size=1, padding=0, bn=False, relu=False, dtype=dtype, rngs=rngs),
+        ])
+    return head(num_heatmaps), head(num_pafs)
+
+
+class InitialStage(nnx.Module):
+    def __init__(self, num_channels, num_heatmaps, num_pafs, *, dtype=None, rngs):
+        self.trunk = Sequential([conv(num_channels, num_channels, bn=False, dtype=dtype, rngs=rngs)
+                                 for _ in range(3)])
+        self.heatmaps, self.pafs = _heads(num_channels, 512, num_heatmaps, num_pafs, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        features = self.trunk(x)
+        return self.heatmaps(features), self.pafs(features)
+
+
+class RefinementStageBlock(nnx.Module):
+    def __init__(self, in_channels, out_channels, *, dtype=None, rngs):
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.initial = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=False, **kw)
+        # These convs have a bias *and* a BatchNorm, as in the original.
+        self.trunk = Sequential([
+            conv(out_channels, out_channels, **kw),
+            conv(out_channels, out_channels, dilation=2, padding=2, **kw),
+        ])
+
+    def __call__(self, x):
+        initial = self.initial(x)
+        return initial + self.trunk(initial)
+
+
+class RefinementStage(nnx.Module):
+    def __init__(self, in_channels, out_channels, num_heatmaps, num_pafs, *, dtype=None, rngs):
+        self.trunk = Sequential([
+            RefinementStageBlock(in_channels if i == 0 else out_channels, out_channels, dtype=dtype, rngs=rngs)
+            for i in range(5)])
+        self.heatmaps, self.pafs = _heads(out_channels, out_channels, num_heatmaps, num_pafs,
+                                          dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        features = self.trunk(x)
+        return self.heatmaps(features), self.pafs(features)
+
+
+class PoseNet(nnx.Module):
+    """Lightweight OpenPose: backbone -> CPM -> initial stage -> refinement stages.
+
+    ``model(x)`` with ``x`` (N, H, W, 3) float32 returns a list with one ``(heatmaps, pafs)`` pair per
+    stage, shapes (N, H/8, W/8, 19) and (N, H/8, W/8, 38), float32. The last pair is what inference uses.
+    ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters, BatchNorm and outputs.
+    """
+
+    def __init__(self, num_refinement_stages: int = 1, num_channels: int = 128,
+                 num_heatmaps: int = skeleton.NUM_HEATMAPS, num_pafs: int = skeleton.NUM_PAFS,
+                 *, dtype=None, rngs: nnx.Rngs | None = None):
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.model = mobilenet_backbone(**kw)
+        self.cpm = Cpm(512, num_channels, **kw)
+        self.initial_stage = InitialStage(num_channels, num_heatmaps, num_pafs, **kw)
+        self.refinement_stages = nnx.List([
+            RefinementStage(num_channels + num_heatmaps + num_pafs, num_channels, num_heatmaps, num_pafs, **kw)
+            for _ in range(num_refinement_stages)])
+        self.num_refinement_stages = num_refinement_stages
+        self.layout = 'NHWC'
+
+    def __call__(self, x):
+        features = self.cpm(self.model(x))
+        heatmaps, pafs = self.initial_stage(features)
+        outputs = [(heatmaps, pafs)]
+        channel_axis = -1 if self.layout == 'NHWC' else 1
+        for stage in self.refinement_stages:
+            # Order matters: (features, heatmaps, pafs), as the original concatenates them.
+            heatmaps, pafs = stage(jnp.concatenate([features, heatmaps, pafs], axis=channel_axis))
+            outputs.append((heatmaps, pafs))
+        return [(h.astype(jnp.float32), p.astype(jnp.float32)) for h, p in outputs]
+
+    def set_training(self, training: bool):
+        """Train mode: BatchNorm on batch statistics (and updating them); eval: running statistics."""
+        for _, module in nnx.iter_modules(self):
+            if isinstance(module, BatchNorm2d):
+                module.use_running_average = not training
+        return self
+
+    def set_layout(self, layout: str):
+        """'NHWC' (default: inputs and outputs NHWC) or 'NCHW' (used for export)."""
+        if layout not in ('NHWC', 'NCHW'):
+            raise ValueError(f'layout must be NHWC or NCHW, not {layout!r}')
+        for _, module in nnx.iter_modules(self):
+            if hasattr(module, 'layout'):
+                module.layout = layout
+        return self
+
+    @classmethod
+    def from_torch(cls, path, **kwargs) -> 'PoseNet':
+        """Loads a torch checkpoint (``checkpoint_iter_370000.pth`` format) without PyTorch; eval mode."""
+        from lwop_jax import weights
+        return weights.model_from_torch(path, **kwargs)

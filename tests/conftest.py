@@ -1,0 +1,31 @@
+"""Shared test fixtures: the reference files of the original implementation live in ../shared."""
+import os
+import pathlib
+
+import pytest
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get('LWOP_SHARED', PROJECT_ROOT.parent / 'shared'))
+REFERENCE = SHARED / 'reference'
+COCO_MINI = SHARED / 'data' / 'coco_val_mini'
+
+_SKIP_REASON = (f'needs the reference fixtures of the original implementation in {SHARED} '
+                '(absent in a fresh clone; set LWOP_SHARED to point elsewhere)')
+
+
+def _require(path):
+    if not path.exists():
+        pytest.skip(f'{_SKIP_REASON}: {path} not found')
+    return path
+
+
+@pytest.fixture(scope='session')
+def reference_dir():
+    """Path of ../shared/reference; skips the test when it is absent."""
+    return _require(REFERENCE)
+
+
+@pytest.fixture(scope='session')
+def coco_mini_dir():
+    """Path of ../shared/data/coco_val_mini; skips the test when it is absent."""
+    return _require(COCO_MINI)

@@ -1,0 +1,139 @@
+"""PoseNet parity with the original PyTorch network, and the strict weight mapping.
+
+Tolerance: the reference README's recommendation, |ours - ref| <= 1e-4 + 1e-4 |ref| on every stage
+(correct float32 variants stay below 1.2e-5; each broken variant it lists fails by >= 40x).
+"""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lwop_jax import weights
+from lwop_jax.model import BatchNorm2d, PoseNet
+from lwop_jax.torch_checkpoint import read_state_dict
+
+CASES = ('a', 'b', 'onnx')
+
+
+def nchw_outputs(model, x_nchw):
+    """Model outputs for an NCHW input, as NCHW arrays: [stage0 heatmaps, stage0 pafs, stage1 ...]."""
+    outputs = model(jnp.asarray(x_nchw.transpose(0, 2, 3, 1)))
+    return [np.asarray(t).transpose(0, 3, 1, 2) for pair in outputs for t in pair]
+
+
+def reference_outputs(ref, case, num_stages=2):
+    return [ref[f'{case}_stage{s}_{kind}'] for s in range(num_stages) for kind in ('heatmaps', 'pafs')]
+
+
+@pytest.fixture(scope='module')
+def reference(reference_dir):
+    return np.load(reference_dir / 'reference_outputs_1stage.npz')
+
+
+@pytest.fixture(scope='module')
+def legacy_model(reference_dir):
+    return PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth')
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_outputs_match_the_original_every_stage(legacy_model, reference, case):
+    ours = nchw_outputs(legacy_model, reference[f'{case}_input'])
+    refs = reference_outputs(reference, case)
+    for o, r in zip(ours, refs):
+        assert o.shape == r.shape
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
+    # State the figure: the max abs error stays well inside the tolerance (observed ~1e-5).
+    assert max(float(np.abs(o - r).max()) for o, r in zip(ours, refs)) < 5e-5
+
+
+def test_zip_serialization_gives_the_same_network(reference_dir, legacy_model, reference):
+    zip_model = PoseNet.from_torch(reference_dir / 'lwop_random_1stage_zip.pth')
+    for a, b in zip(nchw_outputs(zip_model, reference['b_input']), nchw_outputs(legacy_model, reference['b_input'])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_from_torch_is_in_eval_mode_and_counts_stages(legacy_model):
+    assert legacy_model.num_refinement_stages == 1
+    assert all(m.use_running_average for _, m in nnx.iter_modules(legacy_model) if isinstance(m, BatchNorm2d))
+
+
+def test_fewer_refinement_stages_keep_the_first(reference_dir, reference):
+    initial_only = PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth', num_refinement_stages=0)
+    ours = nchw_outputs(initial_only, reference['b_input'])
+    assert len(ours) == 2
+    np.testing.assert_allclose(ours[0], reference['b_stage0_heatmaps'], rtol=1e-4, atol=1e-4)
+    with pytest.raises(weights.WeightsError, match='holds 1 refinement stages, 3 requested'):
+        PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth', num_refinement_stages=3)
+
+
+def test_three_stage_network_shapes():
+    model = PoseNet(num_refinement_stages=3).set_training(False)
+    outputs = model(jnp.zeros((2, 64, 96, 3)))
+    assert [(h.shape, p.shape) for h, p in outputs] == [((2, 8, 12, 19), (2, 8, 12, 38))] * 4
+    # The torch names of a 3-stage network are the published checkpoint's layout.
+    names = weights._torch_names(model)
+    assert 'refinement_stages.2.trunk.4.trunk.1.1.running_var' in names
+    assert names['model.7.0.weight'] == ('model.7.0.kernel', True)
+
+
+def test_unmatched_or_misshaped_keys_fail_loudly(reference_dir):
+    state = read_state_dict(reference_dir / 'lwop_random_1stage_zip.pth')
+    model = weights.empty_model(1)
+    broken = dict(state)
+    del broken['cpm.align.0.bias']
+    broken['cpm.extra.weight'] = np.zeros(3, np.float32)
+    broken['model.7.0.weight'] = np.zeros((512, 1, 5, 5), np.float32)
+    with pytest.raises(weights.WeightsError) as info:
+        weights.assign(model, weights.torch_to_nnx(broken, model, 'ckpt.pth'), 'ckpt.pth')
+    assert 'unexpected: cpm.extra.weight' in str(info.value)
+    broken.pop('cpm.extra.weight')
+    with pytest.raises(weights.WeightsError) as info:
+        weights.assign(model, weights.torch_to_nnx(broken, model, 'ckpt.pth'), 'ckpt.pth')
+    message = str(info.value)
+    assert message.startswith('ckpt.pth: ')
+    assert 'missing: cpm.align.0.bias' in message
+    assert 'model.7.0.kernel (5, 5, 1, 512) != (3, 3, 1, 512)' in message
+
+
+def test_mobilenet_initialises_exactly_the_backbone(reference_dir):
+    model = PoseNet(num_refinement_stages=1, rngs=nnx.Rngs(3))
+    before = {k: np.asarray(v.get_value()) for k, v in weights.variables(model).items()}
+    report = weights.init_backbone_from_mobilenet(model, reference_dir / 'mobilenet_sgd_format.pth.tar')
+    assert 'initialised 115 backbone tensors' in report
+    source = read_state_dict(reference_dir / 'mobilenet_sgd_format.pth.tar')
+    after = {k: np.asarray(v.get_value()) for k, v in weights.variables(model).items()}
+    for torch_key, (nnx_key, is_kernel) in weights._torch_names(model).items():
+        if nnx_key.startswith('model.'):
+            expected = source[torch_key].transpose(2, 3, 1, 0) if is_kernel else source[torch_key]
+            np.testing.assert_array_equal(after[nnx_key], expected)
+        else:
+            np.testing.assert_array_equal(after[nnx_key], before[nnx_key])
+
+
+def test_batchnorm_training_mode_follows_pytorch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 2.0, size=(2, 3, 4, 5)).astype(np.float32)
+    bn = BatchNorm2d(5)
+    bn.scale.set_value(jnp.asarray(rng.uniform(0.5, 1.5, 5), jnp.float32))
+    y = np.asarray(bn(jnp.asarray(x)))
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) * np.asarray(bn.scale.get_value()), atol=1e-5)
+    # Running statistics: momentum 0.1 and the *unbiased* variance, as torch.
+    np.testing.assert_allclose(np.asarray(bn.mean.get_value()), 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.var.get_value()), 0.9 + 0.1 * x.var(axis=(0, 1, 2), ddof=1), rtol=1e-5)
+
+
+def test_orbax_round_trip(tmp_path, legacy_model, reference):
+    directory = weights.save_model(legacy_model, tmp_path / 'converted', source='test')
+    assert weights.read_orbax_meta(directory)['num_refinement_stages'] == 1
+    restored = weights.load_any(directory)
+    for a, b in zip(nchw_outputs(restored, reference['a_input']), nchw_outputs(legacy_model, reference['a_input'])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_orbax_loader_rejects_foreign_folders(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(weights.WeightsError, match='not an lwop_jax orbax checkpoint'):
+        weights.load_any(tmp_path / 'empty')
+    with pytest.raises(weights.WeightsError, match='file not found'):
+        weights.load_any(tmp_path / 'nothing.pth')
