@@ -15,12 +15,23 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from lwop_jax import skeleton
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.1  # PyTorch semantics: running = (1 - m) * running + m * batch
+
+
+def _uniform(rngs: nnx.Rngs, shape, bound):
+    """U(-bound, bound) float32, seeded from the next ``params`` key.
+
+    Drawn with NumPy: jax.random compiles once per distinct shape, which made building the network take
+    seconds; the result is still fully determined by the ``nnx.Rngs`` seed.
+    """
+    seed = np.asarray(jax.random.key_data(rngs.params())).ravel().tolist()
+    return jnp.asarray(np.random.default_rng(seed).uniform(-bound, bound, shape).astype(np.float32))
 
 
 class Conv2d(nnx.Module):
@@ -31,9 +42,9 @@ class Conv2d(nnx.Module):
         fan_in = in_channels // groups * kernel_size * kernel_size
         bound = 1.0 / math.sqrt(fan_in)
         shape = (kernel_size, kernel_size, in_channels // groups, out_channels)
-        self.kernel = nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound))
-        self.bias = (nnx.Param(jax.random.uniform(rngs.params(), (out_channels,), jnp.float32, -bound, bound))
-                     if bias else None)
+        # PyTorch's default init for both: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5)).
+        self.kernel = nnx.Param(_uniform(rngs, shape, bound))
+        self.bias = nnx.Param(_uniform(rngs, (out_channels,), bound)) if bias else None
         self.stride = stride
         self.padding = padding
         self.dilation = dilation

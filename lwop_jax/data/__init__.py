@@ -1,0 +1,1 @@
+"""Data pipeline: COCO label selection and conversion (:mod:`lwop_jax.data.coco`)."""

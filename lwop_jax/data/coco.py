@@ -1,0 +1,285 @@
+"""COCO person-keypoint labels as the original training pipeline selects and converts them.
+
+Reproduces, exactly, three pieces of the original code base:
+
+* ``scripts/prepare_train_labels.py``: grouping of the annotations per image and
+  ``prepare_annotations`` (one training label per *main* person), quirk T6;
+* ``datasets/transformations.py::ConvertKeypoints`` (COCO order -> internal 18-point order with a
+  synthetic neck), quirk T4;
+* ``datasets/coco.py::get_mask`` (crowd regions zeroed in a full-resolution mask), quirk T5, here
+  also for polygons and compressed RLE.
+
+Keypoint flags after preparation: 0 = labelled but occluded (COCO v=1), 1 = visible (v=2),
+2 = absent (v=0) or, after conversion, outside the image.
+"""
+import json
+import warnings
+
+import numpy as np
+
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, INTERNAL_TO_COCO, NUM_KEYPOINTS
+
+NUM_COCO_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
+COCO_LEFT_SHOULDER = COCO_KEYPOINT_NAMES.index('left_shoulder')
+COCO_RIGHT_SHOULDER = COCO_KEYPOINT_NAMES.index('right_shoulder')
+NECK = INTERNAL_TO_COCO.index(-1)  # the synthetic keypoint, internal index 1
+
+# Main-person selection of prepare_annotations.
+MIN_MAIN_KEYPOINTS = 5
+MIN_MAIN_AREA = 32 * 32
+# A main person whose bbox centre is closer than this fraction of an earlier kept main person's
+# bbox *width* to that person's centre is skipped (the original compares with the width only).
+MIN_CENTER_DISTANCE_TO_WIDTH = 0.3
+
+FLAG_OCCLUDED, FLAG_VISIBLE, FLAG_ABSENT = 0, 1, 2
+
+
+# ------------------------------------------------------------------------------------ keypoints
+def coco_visibility_to_flag(visibility):
+    """COCO v (0 absent, 1 occluded, 2 visible) -> internal flag (2, 0, 1); anything else -> 2."""
+    if visibility == 1:
+        return FLAG_OCCLUDED
+    if visibility == 2:
+        return FLAG_VISIBLE
+    return FLAG_ABSENT
+
+
+def prepare_keypoints(flat_keypoints):
+    """COCO ``keypoints`` [x1, y1, v1, x2, ...] -> list of [x, y, flag] (coordinates untouched)."""
+    return [[flat_keypoints[i], flat_keypoints[i + 1], coco_visibility_to_flag(flat_keypoints[i + 2])]
+            for i in range(0, len(flat_keypoints) // 3 * 3, 3)]
+
+
+def _outside_image(x, y, width, height):
+    return (x < 0) | (x >= width) | (y < 0) | (y >= height)
+
+
+def convert_keypoints(keypoints, width, height):
+    """The original ``ConvertKeypoints`` for one or many persons.
+
+    Points at exactly (0, 0) or outside [0, W) x [0, H) get flag 2. Then the points are reordered
+    to the internal order and a neck is inserted at index 1: the midpoint of the shoulders, flag 2
+    if either shoulder has flag 2, 1 if both are 1, else 0, and flag 2 if the midpoint lies
+    outside the image.
+
+    Args:
+        keypoints: (..., 17, 3) array-like in COCO order with prepared flags, image pixels.
+        width, height: image size in pixels.
+    Returns:
+        (..., 18, 3) float64 array in internal order (a new array; the input is not modified).
+    """
+    coco = np.array(keypoints, dtype=np.float64)
+    if coco.shape[-2:] != (NUM_COCO_KEYPOINTS, 3):
+        raise ValueError(f'keypoints must have shape (..., {NUM_COCO_KEYPOINTS}, 3), got {coco.shape}')
+    x, y, flag = coco[..., 0], coco[..., 1], coco[..., 2]
+    absent = ((x == 0) & (y == 0)) | _outside_image(x, y, width, height)
+    coco[..., 2] = np.where(absent, FLAG_ABSENT, flag)
+
+    internal = np.empty(coco.shape[:-2] + (NUM_KEYPOINTS, 3), dtype=np.float64)
+    has_coco_index = [k for k in range(NUM_KEYPOINTS) if k != NECK]
+    internal[..., has_coco_index, :] = coco[..., [INTERNAL_TO_COCO[k] for k in has_coco_index], :]
+
+    left, right = coco[..., COCO_LEFT_SHOULDER, :], coco[..., COCO_RIGHT_SHOULDER, :]
+    neck_x, neck_y = (left[..., 0] + right[..., 0]) / 2, (left[..., 1] + right[..., 1]) / 2
+    neck_flag = np.where((left[..., 2] == FLAG_ABSENT) | (right[..., 2] == FLAG_ABSENT), FLAG_ABSENT,
+                         np.where((left[..., 2] == FLAG_VISIBLE) & (right[..., 2] == FLAG_VISIBLE),
+                                  FLAG_VISIBLE, FLAG_OCCLUDED))
+    neck_flag = np.where(_outside_image(neck_x, neck_y, width, height), FLAG_ABSENT, neck_flag)
+    internal[..., NECK, 0], internal[..., NECK, 1], internal[..., NECK, 2] = neck_x, neck_y, neck_flag
+    return internal
+
+
+def label_keypoints(label):
+    """Prepared keypoints of a label's persons, main person first: (1 + n_others, 17, 3) float64.
+
+    This is the render order of the original (main, then ``processed_other_annotations``).
+    """
+    persons = [label['keypoints']] + [other['keypoints'] for other in label['processed_other_annotations']]
+    return np.array(persons, dtype=np.float64).reshape(len(persons), NUM_COCO_KEYPOINTS, 3)
+
+
+# ------------------------------------------------------------------------------------ selection
+def load_coco_json(path):
+    """Read a COCO annotation file; ValueError naming the file if it is not a JSON object."""
+    try:
+        with open(path) as file:
+            coco = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f'{path}: not valid JSON ({error})') from None
+    if not isinstance(coco, dict):
+        raise ValueError(f'{path}: a COCO annotation file must hold a JSON object, got {type(coco).__name__}')
+    return coco
+
+
+def _required_list(coco, key, where):
+    value = coco.get(key) if isinstance(coco, dict) else None
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: not a COCO annotation file: no '{key}' list")
+    return value
+
+
+def _check_person_annotation(annotation, where):
+    missing = [key for key in ('keypoints', 'num_keypoints', 'bbox', 'area') if key not in annotation]
+    if missing:
+        raise ValueError(f"{where}: annotation {annotation.get('id', '?')} has no {missing}: "
+                         'expected COCO person keypoints (person_keypoints_*.json)')
+    if len(annotation['keypoints']) != 3 * NUM_COCO_KEYPOINTS:
+        raise ValueError(f"{where}: annotation {annotation.get('id', '?')} has "
+                         f"{len(annotation['keypoints'])} keypoint values, expected {3 * NUM_COCO_KEYPOINTS}")
+
+
+def group_annotations_per_image(coco, source=None):
+    """The ``__main__`` grouping of ``prepare_train_labels.py``.
+
+    Returns {image_id: (persons, crowd_segmentations)} in order of each image's first person:
+    persons = non-crowd annotations with num_keypoints != 0, in file order; crowd_segmentations =
+    the ``segmentation`` of every crowd annotation of that image (images without persons are
+    dropped, as in the original).
+    """
+    where = source or 'COCO annotations'
+    annotations = _required_list(coco, 'annotations', where)
+    per_image = {}
+    crowd = {}
+    for annotation in annotations:
+        if 'image_id' not in annotation:
+            raise ValueError(f"{where}: annotation {annotation.get('id', '?')} has no 'image_id'")
+        if annotation.get('iscrowd', 0):
+            if 'segmentation' not in annotation:
+                raise ValueError(f"{where}: crowd annotation {annotation.get('id', '?')} "
+                                 "has no 'segmentation'")
+            crowd.setdefault(annotation['image_id'], []).append(annotation['segmentation'])
+            continue
+        _check_person_annotation(annotation, where)
+        if annotation['num_keypoints'] != 0:
+            per_image.setdefault(annotation['image_id'], ([], []))[0].append(annotation)
+    for image_id, segmentations in crowd.items():
+        if image_id in per_image:
+            per_image[image_id][1].extend(segmentations)
+    return per_image
+
+
+def _bbox_center(bbox):
+    return [bbox[0] + bbox[2] / 2, bbox[1] + bbox[3] / 2]
+
+
+def _is_main_candidate(annotation):
+    return annotation['num_keypoints'] >= MIN_MAIN_KEYPOINTS and annotation['area'] >= MIN_MAIN_AREA
+
+
+def _is_close_to_previous(center, previous_mains):
+    """previous_mains: [(center_x, center_y, bbox_width)] of the image's kept main persons."""
+    for previous_x, previous_y, previous_width in previous_mains:
+        distance = ((center[0] - previous_x) ** 2 + (center[1] - previous_y) ** 2) ** 0.5
+        if distance < previous_width * MIN_CENTER_DISTANCE_TO_WIDTH:
+            return True
+    return False
+
+
+def _prepare_other(annotation, net_input_size):
+    return {
+        'objpos': _bbox_center(annotation['bbox']),
+        'bbox': annotation['bbox'],
+        'segment_area': annotation['area'],
+        'scale_provided': annotation['bbox'][3] / net_input_size,
+        'num_keypoints': annotation['num_keypoints'],
+        'keypoints': prepare_keypoints(annotation['keypoints']),
+    }
+
+
+def prepare_annotations(coco, net_input_size=368, source=None):
+    """The original ``prepare_annotations`` on a whole COCO person-keypoints JSON object.
+
+    Per image (see :func:`group_annotations_per_image`), every person with num_keypoints >= 5,
+    area >= 32 * 32 and a bbox centre not closer than 0.3 x the bbox width of an earlier kept main
+    person becomes the main person of one label. The label's others are all other persons of the
+    image with keypoints, including ones rejected as main.
+
+    Args:
+        coco: the parsed JSON (dict with 'images' and 'annotations').
+        net_input_size: training input size; scale_provided = bbox height / net_input_size.
+        source: name of the file, for error messages.
+    Returns:
+        list of dicts with the original's keys, in its order: img_paths, img_width, img_height,
+        objpos, image_id, bbox, segment_area, scale_provided, num_keypoints, segmentations (crowd
+        segmentations of the image), keypoints (17 [x, y, flag], COCO order),
+        processed_other_annotations (dicts: objpos, bbox, segment_area, scale_provided,
+        num_keypoints, keypoints).
+    Raises:
+        ValueError: not a COCO person-keypoints object, or an annotation of an unknown image.
+    """
+    where = source or 'COCO annotations'
+    per_image = group_annotations_per_image(coco, source)
+    images = {image['id']: image for image in _required_list(coco, 'images', where)}
+    prepared = []
+    for image_id, (persons, crowd_segmentations) in per_image.items():
+        if image_id not in images:
+            raise ValueError(f"{where}: annotations refer to image id {image_id}, absent from 'images'")
+        image = images[image_id]
+        previous_mains = []
+        for annotation in persons:
+            if not _is_main_candidate(annotation):
+                continue
+            center = _bbox_center(annotation['bbox'])
+            if _is_close_to_previous(center, previous_mains):
+                continue
+            label = {
+                'img_paths': image['file_name'],
+                'img_width': image['width'],
+                'img_height': image['height'],
+                'objpos': center,
+                'image_id': image_id,
+                'bbox': annotation['bbox'],
+                'segment_area': annotation['area'],
+                'scale_provided': annotation['bbox'][3] / net_input_size,
+                'num_keypoints': annotation['num_keypoints'],
+                'segmentations': list(crowd_segmentations),
+                'keypoints': prepare_keypoints(annotation['keypoints']),
+                # The original skips others by dict equality, so an exact duplicate of the main
+                # annotation is skipped too.
+                'processed_other_annotations': [_prepare_other(other, net_input_size)
+                                                for other in persons if other != annotation],
+            }
+            prepared.append(label)
+            previous_mains.append((center[0], center[1], annotation['bbox'][2]))
+    return prepared
+
+
+# ----------------------------------------------------------------------------------- crowd mask
+def _decode_segmentation(segmentation, height, width):
+    """One COCO segmentation (polygons, uncompressed or compressed RLE) -> (H, W) bool."""
+    from pycocotools import mask as mask_utils  # imported here: only crowd masks need it
+
+    if isinstance(segmentation, dict):
+        size = segmentation.get('size')
+        if size is not None and [int(s) for s in size] != [height, width]:
+            raise ValueError(f'crowd RLE of size {list(size)} does not match the image ({height}, {width})')
+        counts = segmentation['counts']
+        if isinstance(counts, list):  # uncompressed RLE, the only form the original handles
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:  # compressed RLE string
+            rle = {'size': [height, width], 'counts': counts.encode() if isinstance(counts, str) else counts}
+    elif isinstance(segmentation, list):  # polygons [[x1, y1, x2, y2, ...], ...]: their union
+        if not segmentation:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    else:
+        raise ValueError(f'unsupported segmentation of type {type(segmentation).__name__}')
+    with warnings.catch_warnings():
+        # pycocotools 2.0.x's decode result predates NumPy 2's __array__(copy=...) protocol; the
+        # warning is about its internals, not about this call.
+        warnings.filterwarnings('ignore', message='__array__ implementation', category=DeprecationWarning)
+        return mask_utils.decode(rle) > 0.5
+
+
+def crowd_mask(segmentations, height, width):
+    """The original ``get_mask`` on ``np.ones((H, W), float32)``: 1 = use, 0 = inside a crowd region.
+
+    Args:
+        segmentations: list of COCO segmentations (the label's 'segmentations').
+    Returns:
+        (H, W) float32.
+    """
+    mask = np.ones((height, width), dtype=np.float32)
+    for segmentation in segmentations:
+        mask[_decode_segmentation(segmentation, height, width)] = 0
+    return mask
