@@ -30,7 +30,10 @@ def _uniform(rngs: nnx.Rngs, shape, bound):
     Drawn with NumPy: jax.random compiles once per distinct shape, which made building the network take
     seconds; the result is still fully determined by the ``nnx.Rngs`` seed.
     """
-    seed = np.asarray(jax.random.key_data(rngs.params())).ravel().tolist()
+    key = rngs.params()
+    if isinstance(key, jax.core.Tracer):  # abstract construction (nnx.eval_shape, jit): stay traceable
+        return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
     return jnp.asarray(np.random.default_rng(seed).uniform(-bound, bound, shape).astype(np.float32))
 
 

@@ -1,0 +1,83 @@
+"""The three runtimes give the original's last-stage maps; the ONNX Runtime path stays free of jax/TF."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lwop_jax import runtime
+
+from conftest import PROJECT_ROOT
+
+
+@pytest.fixture(scope='module')
+def reference(reference_dir):
+    return np.load(reference_dir / 'reference_outputs_1stage.npz')
+
+
+@pytest.fixture(scope='module')
+def exported(reference_dir, tmp_path_factory):
+    """ONNX and IR of the seed-0 reference checkpoint, made through the converter's cache path."""
+    cache = tmp_path_factory.mktemp('cache')
+    os.environ['LWOP_JAX_CACHE'] = str(cache)
+    try:
+        onnx_path = runtime.converted_onnx(reference_dir / 'lwop_random_1stage_legacy.pth')
+    finally:
+        del os.environ['LWOP_JAX_CACHE']
+    from lwop_jax import export
+    return onnx_path, export.export_openvino(onnx_path, cache / 'ir')
+
+
+def check_last_stage(backend, reference, case='a'):
+    x = reference[f'{case}_input'].transpose(0, 2, 3, 1)
+    heatmaps, pafs = backend(np.concatenate([x, x]))
+    for ours, key in ((heatmaps, 'heatmaps'), (pafs, 'pafs')):
+        ref = reference[f'{case}_stage1_{key}'].transpose(0, 2, 3, 1)
+        assert ours.shape == (2,) + ref.shape[1:] and ours.dtype == np.float32
+        np.testing.assert_allclose(ours, np.broadcast_to(ref, ours.shape), rtol=1e-4, atol=1e-4)
+
+
+def test_onnxruntime_backend(exported, reference):
+    check_last_stage(runtime.load_backend(exported[0], threads=2), reference)
+
+
+def test_openvino_backend_reads_onnx_and_ir(exported, reference):
+    for path in exported:
+        backend = runtime.load_backend(path, 'openvino')
+        assert backend.name == 'openvino'
+        check_last_stage(backend, reference, 'b')
+
+
+def test_jax_backend_from_torch_checkpoint(reference_dir, reference):
+    backend = runtime.load_backend(reference_dir / 'lwop_random_1stage_zip.pth')
+    assert backend.name == 'jax'
+    check_last_stage(backend, reference)
+
+
+def test_backend_errors(tmp_path, exported):
+    with pytest.raises(runtime.BackendError, match='file not found'):
+        runtime.load_backend(tmp_path / 'missing.onnx')
+    with pytest.raises(runtime.BackendError, match='unknown backend'):
+        runtime.load_backend(exported[0], 'tensorrt')
+    with pytest.raises(runtime.BackendError, match='needs a torch checkpoint or an orbax folder'):
+        runtime.load_backend(exported[0], 'jax')
+    junk = tmp_path / 'junk.onnx'
+    junk.write_bytes(b'not a model')
+    with pytest.raises(runtime.BackendError, match='junk.onnx: ONNX Runtime cannot load'):
+        runtime.load_backend(junk)
+
+
+def test_onnxruntime_path_imports_neither_jax_nor_tensorflow(exported):
+    code = (
+        'import sys, numpy as np\n'
+        'from lwop_jax import runtime, decode, preprocess\n'
+        f'backend = runtime.load_backend({str(exported[0])!r})\n'
+        'heatmaps, pafs = backend(np.zeros((1, 64, 64, 3), np.float32))\n'
+        'decode.decode(heatmaps[0], pafs[0])\n'
+        'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "tensorflow"))\n'
+        'assert not loaded, loaded\n'
+        'print("clean")\n')
+    result = subprocess.run([sys.executable, '-c', code], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'clean' in result.stdout
