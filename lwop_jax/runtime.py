@@ -102,11 +102,15 @@ class JaxBackend:
             model = weights.load_any(model_or_path, num_refinement_stages=num_refinement_stages)
         else:
             model = model_or_path
+        from flax import nnx
         self.model = model
-        self._forward = jax.jit(lambda x: model(x)[-1])  # recompiles once per input shape
+        # Weights are an argument, not constants baked into the program: compiling stays fast and
+        # one compiled function serves any weights of the same architecture (e.g. during training).
+        graphdef, self.state = nnx.split(model)
+        self._forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x)[-1])  # one compile per shape
 
     def __call__(self, images):
-        heatmaps, pafs = self._forward(np.asarray(images, np.float32))
+        heatmaps, pafs = self._forward(self.state, np.asarray(images, np.float32))
         return np.asarray(heatmaps), np.asarray(pafs)
 
 

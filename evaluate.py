@@ -1,0 +1,94 @@
+r"""COCO keypoint evaluation of a Lightweight OpenPose model (the original val.py, any backend).
+
+  python evaluate.py --labels person_keypoints_val2017.json --images-folder val2017 \
+      --checkpoint-path checkpoint_iter_370000.pth [--backend onnxruntime] [--multiscale] [--flip]
+
+The checkpoint may be a torch .pth, an lwop_jax orbax folder, an .onnx file or OpenVINO .xml IR; the
+backend defaults by file type (jax for checkpoints, onnxruntime for .onnx, openvino for .xml). The
+detections (COCO results format) and the stats go to JSON files, each written atomically.
+"""
+import argparse
+import sys
+
+from lwop_jax import coco_eval, runtime, torch_checkpoint
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--labels', required=True, help='COCO person keypoints annotation JSON')
+    parser.add_argument('--images-folder', required=True, help='folder with the images the labels name')
+    parser.add_argument('--checkpoint-path', required=True, help='.pth, orbax folder, .onnx or .xml')
+    parser.add_argument('--output-name', default='detections.json', help='detections JSON (default %(default)s)')
+    parser.add_argument('--stats-json', help='also write the 10 stats and the run settings to this JSON')
+    parser.add_argument('--backend', choices=sorted(runtime.BACKENDS), help='default: by checkpoint type')
+    parser.add_argument('--multiscale', action='store_true',
+                        help=f'average the maps over scales {list(coco_eval.MULTISCALE)}')
+    parser.add_argument('--flip', action='store_true', help='also run the mirrored image and average (TTA)')
+    parser.add_argument('--visualize', metavar='DIR', help='save every image with its detected poses in DIR')
+    parser.add_argument('--max-images', type=int, help='evaluate only the first N images of the labels')
+    parser.add_argument('--skip-missing', action='store_true',
+                        help='evaluate the images that exist when some are missing (default: stop)')
+    parser.add_argument('--threads', type=int, help='CPU threads for onnxruntime / openvino')
+    parser.add_argument('--num-refinement-stages', type=int, help='keep this many refinement stages')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    if args.max_images is not None and args.max_images < 1:
+        parser.error('--max-images must be at least 1')
+    return args
+
+
+def stats_record(args, backend_name, result):
+    """What --stats-json holds: the stats (by name and as a list) and how they were obtained."""
+    scales = list(coco_eval.MULTISCALE) if args.multiscale else [1]
+    return {'checkpoint': args.checkpoint_path, 'backend': backend_name, 'labels': args.labels,
+            'multiscale': args.multiscale, 'scales': scales, 'flip': args.flip, 'base_height': 368, 'stride': 8,
+            'num_images': len(result.image_ids), 'num_detections': len(result.detections),
+            'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
+            'images_per_second': result.images_per_second,
+            'stats_order': list(coco_eval.STAT_NAMES), 'stats': result.stats, 'stats_list': result.stats_list}
+
+
+def report(result):
+    """The pycocotools table, then the skipped files and notes (on stderr)."""
+    print(result.summary, end='')
+    for label, paths in (('missing', result.missing), ('unreadable', result.unreadable)):
+        if paths:
+            print(f'warning: skipped {len(paths)} {label} image(s): {", ".join(paths)}', file=sys.stderr)
+    if result.note:
+        print(f'note: {result.note}', file=sys.stderr)
+
+
+def expected_errors():
+    """Errors that mean bad input, reported in one line. WeightsError is looked up only once its module
+    (which imports jax) is loaded, so the ONNX Runtime path stays free of jax."""
+    errors = [coco_eval.EvalInputError, runtime.BackendError, torch_checkpoint.CheckpointError, OSError]
+    weights = sys.modules.get('lwop_jax.weights')
+    return tuple(errors + ([weights.WeightsError] if weights else []))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        # Labels and images are checked first: opening the model may take a conversion.
+        dataset = coco_eval.load_annotations(args.labels)
+        coco_eval.locate_images(dataset, args.images_folder, max_images=args.max_images,
+                                skip_missing=args.skip_missing)
+        backend = runtime.load_backend(args.checkpoint_path, args.backend, threads=args.threads,
+                                       num_refinement_stages=args.num_refinement_stages)
+        result = coco_eval.evaluate_backend(
+            backend, dataset, args.images_folder,
+            scales=coco_eval.MULTISCALE if args.multiscale else (1,), flip=args.flip,
+            max_images=args.max_images, progress=not args.no_progress, visualize_dir=args.visualize,
+            skip_missing=args.skip_missing)
+        coco_eval.write_json_atomic(args.output_name, result.detections)
+        if args.stats_json:
+            coco_eval.write_json_atomic(args.stats_json, stats_record(args, backend.name, result), indent=1)
+    except expected_errors() as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    report(result)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

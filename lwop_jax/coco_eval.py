@@ -1,0 +1,421 @@
+"""COCO keypoint evaluation: the original ``val.py`` path, any backend, plus flip test-time augmentation.
+
+Pipeline per image (the original ``infer`` + ``evaluate``): for each scale, ``preprocess_val`` (normalise,
+INTER_CUBIC resize, pad), the network's last stage, ``upsample_val_maps`` (x8, crop the pad, resize to the
+image); the maps are averaged over scales; then ``decode`` and ``to_coco_keypoints``. COCOeval
+(pycocotools) scores the detections against the annotation file.
+
+Differences from the original, on purpose:
+* image ids come from the annotation file's ``images`` entries, not from the file names (D6);
+* zero detections give AP 0 with a note (the original crashes inside ``loadRes`` on an empty list);
+* with a subset of images (``max_images``, ``image_ids``, skipped missing or unreadable files) only the
+  evaluated images are scored, so skipped people do not count as misses;
+* ``flip``: the mirrored image is run too and its maps are un-mirrored before averaging.
+
+CPU inference path: NumPy, OpenCV, tqdm; pycocotools is imported when scoring; jax only when
+:func:`evaluate_model` wraps an in-memory model.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pathlib
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .decode import decode, to_coco_keypoints
+from .preprocess import STRIDE, VAL_BASE_HEIGHT, preprocess_val, upsample_val_maps
+from .skeleton import FLIP_KEYPOINTS, NUM_HEATMAPS, PAF_LIMBS
+
+STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
+MULTISCALE = (0.5, 1.0, 1.5, 2.0)   # val.py --multiscale
+NO_DETECTIONS_NOTE = ('no detections: every person is a miss, so AP and AR are 0 (-1 where the '
+                      'annotations have no person of that size); the original val.py crashes here')
+
+
+class EvalInputError(ValueError):
+    """Unusable evaluation input (annotation file, images); the message names the file and the problem."""
+
+
+@dataclass
+class EvalResult:
+    """Outcome of one evaluation.
+
+    stats:      the 10 COCOeval keypoint stats by name (STAT_NAMES order).
+    detections: COCO result dicts (image_id, category_id, keypoints (51 values), score), image order.
+    image_ids:  ids of the images that were evaluated (and scored), in annotation-file order.
+    missing:    image paths referenced by the annotations but absent (only with skip_missing).
+    unreadable: image paths that exist but OpenCV cannot decode; skipped.
+    summary:    the pycocotools summary table, as it prints it.
+    note:       a remark on the result (e.g. no detections), or None.
+    seconds:    wall time of the detection loop (network + decoding), without scoring.
+    """
+    stats: dict
+    detections: list
+    image_ids: list
+    missing: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    summary: str = ''
+    note: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def stats_list(self) -> list:
+        return [self.stats[name] for name in STAT_NAMES]
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.image_ids) / self.seconds if self.seconds > 0 else float('nan')
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotation file
+# ----------------------------------------------------------------------------------------------
+
+def load_annotations(path) -> dict:
+    """Reads and checks a COCO person-keypoints annotation file. Raises EvalInputError."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise EvalInputError(f'{path}: annotation file not found')
+    try:
+        with open(path, encoding='utf-8') as f:
+            dataset = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise EvalInputError(f'{path}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})') from exc
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f'{path}: not a UTF-8 text file ({exc.reason})') from exc
+    _check_person_keypoints(path, dataset)
+    return dataset
+
+
+def _check_person_keypoints(path, dataset):
+    if not isinstance(dataset, dict):
+        raise EvalInputError(f'{path}: a JSON {type(dataset).__name__}, not a COCO person keypoints file')
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(dataset.get(key), list):
+            raise EvalInputError(f'{path}: no "{key}" list; not a COCO person keypoints file')
+    if not any(isinstance(c, dict) and 'keypoints' in c for c in dataset['categories']):
+        raise EvalInputError(f'{path}: no category with keypoints; not a COCO person keypoints file')
+    if not any(isinstance(a, dict) and 'keypoints' in a for a in dataset['annotations']):
+        raise EvalInputError(f'{path}: no annotation has keypoints; not a COCO person keypoints file')
+    for image in dataset['images']:
+        if not (isinstance(image, dict) and 'id' in image and 'file_name' in image):
+            raise EvalInputError(f'{path}: an "images" entry lacks "id" or "file_name": {str(image)[:80]}')
+
+
+def keypoint_category_id(dataset) -> int:
+    """Id of the (first) category with keypoints: 1, person, in COCO (val.py hard-codes 1)."""
+    return next(c['id'] for c in dataset['categories'] if 'keypoints' in c)
+
+
+def select_images(dataset, image_ids=None, max_images=None) -> list:
+    """The ``images`` entries to evaluate, in file order: those in image_ids (all if None), the first
+    max_images of them. Raises EvalInputError for ids the file does not hold."""
+    images = dataset['images']
+    if image_ids is not None:
+        wanted = set(image_ids)
+        unknown = wanted - {image['id'] for image in images}
+        if unknown:
+            raise EvalInputError(f'image ids not in the annotation file: {sorted(unknown)[:20]}')
+        images = [image for image in images if image['id'] in wanted]
+    if max_images is not None:
+        images = images[:max_images]
+    return images
+
+
+# ----------------------------------------------------------------------------------------------
+# Maps: scales, flip
+# ----------------------------------------------------------------------------------------------
+
+def _flipped_limb_table():
+    """For each training limb i = (a, b): the limb j = (flip[a], flip[b]) it becomes in a mirrored image,
+    and the sign of its vector (-1 when PAF_LIMBS stores it as (flip[b], flip[a]))."""
+    table = []
+    for a, b in PAF_LIMBS:
+        mirrored = (FLIP_KEYPOINTS[a], FLIP_KEYPOINTS[b])
+        if mirrored in PAF_LIMBS:
+            table.append((PAF_LIMBS.index(mirrored), 1.0))
+        else:
+            table.append((PAF_LIMBS.index(mirrored[::-1]), -1.0))
+    return table
+
+
+_FLIPPED_LIMBS = _flipped_limb_table()
+# Heatmap channel k of an image is channel FLIP_KEYPOINTS[k] of its mirror; background stays.
+HEATMAP_FLIP = tuple(FLIP_KEYPOINTS) + tuple(range(len(FLIP_KEYPOINTS), NUM_HEATMAPS))
+PAF_FLIP = tuple(c for j, _ in _FLIPPED_LIMBS for c in (2 * j, 2 * j + 1))
+# Mirroring negates x; a limb stored in the other direction negates both components.
+PAF_FLIP_SIGN = np.array([s * f for _, s in _FLIPPED_LIMBS for f in (-1.0, 1.0)], np.float32)
+
+
+def unflip_maps(heatmaps, pafs):
+    """Maps of a mirrored image -> maps of the image: mirror x, swap left/right keypoint channels and
+    limbs, negate the PAF x components. Its own inverse.
+
+    heatmaps: (H, W, 19); pafs: (H, W, 38). Returns new float32 arrays of the same shapes.
+    """
+    heatmaps = np.ascontiguousarray(heatmaps[:, ::-1, list(HEATMAP_FLIP)], dtype=np.float32)
+    pafs = np.ascontiguousarray(pafs[:, ::-1, list(PAF_FLIP)] * PAF_FLIP_SIGN, dtype=np.float32)
+    return heatmaps, pafs
+
+
+def network_maps(backend, image, base_height=VAL_BASE_HEIGHT, scale=1.0, stride=STRIDE):
+    """One scale of val.py infer: image (H, W, 3) uint8 BGR -> (heatmaps (H, W, 19), pafs (H, W, 38))
+    float32 on the image grid."""
+    batch, geometry = preprocess_val(image, base_height, scale, stride)
+    heatmaps, pafs = backend(batch)
+    # Heatmaps and PAFs are resized separately, as in the original.
+    return (upsample_val_maps(np.asarray(heatmaps)[0], geometry, stride),
+            upsample_val_maps(np.asarray(pafs)[0], geometry, stride))
+
+
+def infer_maps(backend, image, base_height=VAL_BASE_HEIGHT, scales=(1,), flip=False, stride=STRIDE):
+    """val.py infer: maps averaged over scales (and over the mirrored image with flip).
+
+    image: (H, W, 3) uint8 BGR. backend: callable (1, Hp, Wp, 3) float32 -> last-stage maps NHWC.
+    Returns (heatmaps (H, W, 19), pafs (H, W, 38)) float32. Without flip the sum is formed as the
+    original forms it (float32 zeros + maps / n, scale by scale), so single-scale maps are unchanged.
+    """
+    passes = [(scale, mirrored) for scale in scales for mirrored in ((False, True) if flip else (False,))]
+    mirror = np.ascontiguousarray(image[:, ::-1]) if flip else None
+    height, width = image.shape[:2]
+    avg_heatmaps = np.zeros((height, width, NUM_HEATMAPS), np.float32)
+    avg_pafs = np.zeros((height, width, 2 * len(PAF_LIMBS)), np.float32)
+    for scale, mirrored in passes:
+        heatmaps, pafs = network_maps(backend, mirror if mirrored else image, base_height, scale, stride)
+        if mirrored:
+            heatmaps, pafs = unflip_maps(heatmaps, pafs)
+        avg_heatmaps = avg_heatmaps + heatmaps / len(passes)
+        avg_pafs = avg_pafs + pafs / len(passes)
+    return avg_heatmaps, avg_pafs
+
+
+# ----------------------------------------------------------------------------------------------
+# Detection
+# ----------------------------------------------------------------------------------------------
+
+def detect_poses(backend, image, base_height=VAL_BASE_HEIGHT, scales=(1,), flip=False, stride=STRIDE):
+    """Decoded people of one image (decode.Poses, keypoints (N, 18, 3) in image pixels)."""
+    return decode(*infer_maps(backend, image, base_height, scales, flip, stride))
+
+
+def coco_results(poses, image_id, category_id=1) -> list:
+    """Poses -> COCO result dicts as val.py writes them: keypoints are 51 numbers, (x + 0.5, y + 0.5, 1)
+    per found keypoint and integer (0, 0, 0) for a missing one; score = pose score x (count - 1)."""
+    keypoints, scores = to_coco_keypoints(poses)
+    results = []
+    for person, score in zip(keypoints.reshape(-1, 17, 3), scores):
+        flat = []
+        for x, y, v in person.tolist():
+            flat.extend((x, y, 1) if v else (0, 0, 0))
+        results.append({'image_id': image_id, 'category_id': category_id, 'keypoints': flat,
+                        'score': float(score)})
+    return results
+
+
+def detect(backend, image, image_id, base_height=VAL_BASE_HEIGHT, scales=(1,), flip=False, stride=STRIDE,
+           category_id=1) -> list:
+    """COCO result dicts for one image (H, W, 3) uint8 BGR, in the decoder's order."""
+    return coco_results(detect_poses(backend, image, base_height, scales, flip, stride), image_id, category_id)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------
+
+def coco_keypoint_stats(dataset, detections, image_ids) -> tuple[dict, str, str | None]:
+    """COCOeval keypoints on the given images. Returns (stats by name, summary table, note).
+
+    pycocotools prints as it goes; that output is captured, so the caller decides what is shown.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        ground_truth = COCO()
+        ground_truth.dataset = dataset
+        ground_truth.createIndex()
+        results = _results_api(ground_truth, detections)
+        evaluator = COCOeval(ground_truth, results, 'keypoints')
+        evaluator.params.imgIds = sorted(image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        summary_start = captured.tell()
+        evaluator.summarize()
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+    return stats, captured.getvalue()[summary_start:], None if detections else NO_DETECTIONS_NOTE
+
+
+def _results_api(ground_truth, detections):
+    """loadRes, except for no detections: loadRes reads detections[0] and raises IndexError there, so an
+    empty result set is built directly (COCOeval then counts every person as missed)."""
+    from pycocotools.coco import COCO
+    if detections:
+        # loadRes writes area, id and bbox into the dicts it is given: hand it copies.
+        return ground_truth.loadRes([dict(d) for d in detections])
+    empty = COCO()
+    empty.dataset = {'images': list(ground_truth.dataset['images']), 'annotations': [],
+                     'categories': list(ground_truth.dataset['categories'])}
+    empty.createIndex()
+    return empty
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation loop
+# ----------------------------------------------------------------------------------------------
+
+def locate_images(dataset, images_dir, image_ids=None, max_images=None, skip_missing=False):
+    """The selected images (see select_images) that exist: ([(image entry, path)], [missing paths]).
+    Raises EvalInputError for a missing folder, or listing the missing files unless skip_missing."""
+    images_dir = pathlib.Path(images_dir)
+    if not images_dir.is_dir():
+        raise EvalInputError(f'{images_dir}: images folder not found')
+    images = select_images(dataset, image_ids, max_images)
+    present, missing = [], []
+    for image in images:
+        path = images_dir / image['file_name']
+        (present.append((image, path)) if path.is_file() else missing.append(str(path)))
+    if missing and not skip_missing:
+        listed = ', '.join(missing[:10]) + (f' and {len(missing) - 10} more' if len(missing) > 10 else '')
+        raise EvalInputError(f'{len(missing)} of {len(images)} images not found in {images_dir}: {listed} '
+                             '(pass skip_missing / --skip-missing to evaluate the rest)')
+    return present, missing
+
+
+def _progress(total, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, unit='img', desc='evaluating', disable=not enabled, dynamic_ncols=True)
+
+
+def _save_visualization(image, poses, file_name, visualize_dir):
+    from .results import draw_poses   # drawing is optional; only this path needs it
+    target = pathlib.Path(visualize_dir) / pathlib.Path(file_name).name
+    if not cv2.imwrite(str(target), draw_poses(image, poses.keypoints)):
+        raise OSError(f'{target}: cannot write the visualization')
+
+
+def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, scales=(1,),
+                     flip=False, max_images=None, image_ids=None, progress=True, visualize_dir=None,
+                     skip_missing=False) -> EvalResult:
+    """Runs ``backend`` on the annotated images and scores the detections with COCOeval.
+
+    backend: callable (1, Hp, Wp, 3) float32 -> last-stage maps NHWC (see runtime.load_backend).
+    annotations_json: the annotation file's path, or its already loaded dict. Images come from its
+    ``images`` (ids from there), optionally restricted to image_ids and/or the first max_images.
+    Missing files stop the run (EvalInputError) unless skip_missing; unreadable files are skipped and
+    listed. visualize_dir: save each image there with its poses drawn. Returns EvalResult.
+    """
+    if isinstance(annotations_json, dict):
+        dataset = annotations_json
+        _check_person_keypoints('annotations', dataset)
+    else:
+        dataset = load_annotations(annotations_json)
+    category_id = keypoint_category_id(dataset)
+    present, missing = locate_images(dataset, images_dir, image_ids, max_images, skip_missing)
+    if visualize_dir is not None:
+        os.makedirs(visualize_dir, exist_ok=True)
+    detections, evaluated, unreadable = [], [], []
+    start = time.perf_counter()
+    with _progress(len(present), progress) as bar:
+        for image_entry, path in present:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                unreadable.append(str(path))
+            else:
+                poses = detect_poses(backend, image, base_height, scales, flip)
+                detections.extend(coco_results(poses, image_entry['id'], category_id))
+                evaluated.append(image_entry['id'])
+                if visualize_dir is not None:
+                    _save_visualization(image, poses, image_entry['file_name'], visualize_dir)
+            bar.update()
+    seconds = time.perf_counter() - start
+    if not evaluated:
+        raise EvalInputError(f'no image could be evaluated ({len(missing)} missing, {len(unreadable)} unreadable)')
+    stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated)
+    return EvalResult(stats=stats, detections=detections, image_ids=evaluated, missing=missing,
+                      unreadable=unreadable, summary=summary, note=note, seconds=seconds)
+
+
+def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **kwargs) -> dict:
+    """Training-loop hook: evaluates an in-memory PoseNet through the JAX backend.
+
+    model: a PoseNet in eval mode (BatchNorm on running statistics; train_lib.model_from_state gives one).
+    output_path: also write the detections JSON there (atomically). Other keywords: evaluate_backend's.
+    Quiet (no progress bar, no prints) unless progress=True. Returns the stats dict (STAT_NAMES order).
+    """
+    from .runtime import JaxBackend
+    _require_eval_mode(model)
+    kwargs.setdefault('progress', False)
+    result = evaluate_backend(JaxBackend(model), annotations_json, images_dir, **kwargs)
+    if output_path is not None:
+        write_json_atomic(output_path, result.detections)
+    return result.stats
+
+
+def _require_eval_mode(model):
+    """A model left in training mode would normalise each image with its own batch statistics and give
+    meaningless stats without any error; refuse it instead."""
+    from flax import nnx
+    training = [path for path, module in nnx.iter_modules(model)
+                if getattr(module, 'use_running_average', True) is False]
+    if training:
+        raise ValueError(f'evaluate_model needs the model in eval mode ({len(training)} BatchNorm layers use '
+                         'batch statistics); call model.set_training(False) first')
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+def write_json_atomic(path, obj, indent=None):
+    """Writes obj as JSON to a temporary file in the same folder, then os.replace: a reader never sees a
+    half-written file, and an interrupted run leaves the previous file intact."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    try:
+        with open(tmp, 'x', encoding='utf-8') as f:
+            json.dump(obj, f, indent=indent)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> dict:
+    """scripts/make_val_subset.py: num_images random images (random.Random(seed) shuffle of the image
+    indices) with all their annotations; info, licenses and categories kept. The original shuffles a
+    hard-coded range(1807); this uses the file's image count (the same for a 1807-image file).
+    Writes output_json atomically and returns the subset."""
+    dataset = load_annotations(annotations_json)
+    indices = list(range(len(dataset['images'])))
+    random.Random(seed).shuffle(indices)
+    images = [dataset['images'][i] for i in indices[:num_images]]
+    chosen = {image['id'] for image in images}
+    subset = {key: dataset[key] for key in ('info', 'licenses') if key in dataset}
+    subset['images'] = images
+    # Annotations grouped by image in the subset's image order, as the original groups them.
+    by_image = {}
+    for annotation in dataset['annotations']:
+        if annotation['image_id'] in chosen:
+            by_image.setdefault(annotation['image_id'], []).append(annotation)
+    subset['annotations'] = [a for image in images for a in by_image.get(image['id'], [])]
+    subset['categories'] = dataset['categories']
+    write_json_atomic(output_json, subset)
+    return subset
+
+
+__all__ = ['STAT_NAMES', 'MULTISCALE', 'EvalInputError', 'EvalResult', 'load_annotations', 'select_images',
+           'keypoint_category_id', 'locate_images', 'unflip_maps', 'network_maps', 'infer_maps',
+           'detect_poses', 'coco_results', 'detect', 'coco_keypoint_stats', 'evaluate_backend',
+           'evaluate_model', 'write_json_atomic', 'make_val_subset']
