@@ -1,0 +1,449 @@
+"""tf.data training input pipeline: COCO labels -> augmented crops, heatmaps, PAFs and loss mask.
+
+Per sample (NumPy + OpenCV; one ``tf.numpy_function`` call makes a whole batch, batches are made by
+a parallel, deterministic ``map``):
+
+1. draw the augmentation (:mod:`lwop_jax.data.augment`) from a Generator seeded with
+   ``(seed, epoch, index in epoch)``, so a sample never depends on the parallelism or on what ran
+   before it;
+2. decode the JPEG with OpenCV, at 1/2, 1/4 or 1/8 size when the sampled scale allows it
+   (``decode_reduction``), the reduction folded into the warp matrix;
+3. warp the image once, the full-resolution crowd mask once (only if the image has crowd
+   regions; otherwise the mask is all ones, as the original's would be), move the keypoints;
+4. render the targets (:func:`lwop_jax.targets.render_targets`) and the stride-8 mask
+   (:func:`lwop_jax.targets.downsample_mask` of the uint8 crop mask, as the original).
+
+Sample order: one infinite stream of global positions k = 0, 1, 2, ...; position k is sample
+``k % N`` of epoch ``k // N`` (N labels), which is label ``permutation(seed, epoch)[k % N]`` (identity
+without shuffle). Global batch t is positions ``[t G, (t + 1) G)`` with ``G = batch_size *
+process_count``; host p takes ``[t G + p B, t G + (p + 1) B)``. Batches therefore span epoch
+boundaries, and ``start_step`` only moves the start of a counter (nothing is decoded to skip).
+
+Unreadable or missing images: the sample falls back to the next label (index + 1, + 2, ... in the
+label list) whose image decodes, with the same random draws; each bad file is logged once (WARNING,
+logger ``lwop_jax.data.pipeline``) and counted in a :class:`SkippedImages` (pass your own
+``skipped_images`` to read the count; the dataset also carries it as ``dataset.skipped_images``).
+The fallback is deterministic as long as a file is either always or never readable.
+
+Interpreter exit: tf.data keeps calling the Python producer from its own threads to refill its
+buffers; a call that is in flight when Python finalizes aborts the process ("terminate called
+without an active exception") or hangs it. An ``atexit`` hook therefore switches every producer to
+returning empty placeholders and waits until no call is in flight (see :class:`_ExitGuard`).
+"""
+import atexit
+import dataclasses
+import logging
+import os
+import threading
+import time
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from lwop_jax.data import augment as augmentation
+from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints, load_coco_json, prepare_annotations
+from lwop_jax.skeleton import NUM_HEATMAPS, NUM_PAFS
+from lwop_jax.targets import crop_mask_to_maps, downsample_mask, render_targets
+
+logger = logging.getLogger(__name__)
+
+# Seed-sequence tags keep the shuffle and the per-sample streams apart.
+_SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1
+# JPEG decoding at 1/r (libjpeg DCT scaling) and the OpenCV flag for each r.
+_REDUCED_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                         4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    """What one sample looks like. crop_size must be a multiple of stride (maps = crop / stride)."""
+    crop_size: int = 368
+    stride: int = 8
+    sigma: float = 7.0
+    paf_thickness: float = 1.0
+    augment: bool = True
+    reduced_decode: bool = True
+    augment_config: augmentation.AugmentConfig = augmentation.AugmentConfig()
+
+    def __post_init__(self):
+        if self.crop_size % self.stride:
+            raise ValueError(f'crop_size {self.crop_size} is not a multiple of stride {self.stride}')
+        if self.augment_config.crop_size != self.crop_size:
+            object.__setattr__(self, 'augment_config',
+                               dataclasses.replace(self.augment_config, crop_size=self.crop_size))
+
+    @property
+    def map_size(self):
+        return self.crop_size // self.stride
+
+
+@dataclasses.dataclass
+class SampleInputs:
+    """Everything one sample needs before decoding.
+
+    label: dict with 'img_width', 'img_height', 'objpos', 'scale_provided' (as prepare_annotations).
+    keypoints: (P, 17, 3) prepared COCO-order keypoints, main person first.
+    image_bytes: the encoded image file.
+    crowd_mask: callable () -> (H, W) float32 full-resolution mask, or None when no crowd region.
+    name: what to call the sample in logs (its file).
+    """
+    label: dict
+    keypoints: np.ndarray
+    image_bytes: bytes
+    crowd_mask: object
+    name: str
+
+
+class UnreadableImage(Exception):
+    """The image file is missing, not decodable, or not of the annotated size."""
+
+
+class SkippedImages:
+    """Thread-safe record of the images the pipeline could not read (each logged once)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._names = {}
+
+    def add(self, name, reason):
+        with self._lock:
+            if name in self._names:
+                return
+            self._names[name] = reason
+        logger.warning('skipping unreadable training image %s (%s); its samples fall back to the '
+                       'next readable label', name, reason)
+
+    def __contains__(self, name):
+        return name in self._names
+
+    @property
+    def count(self):
+        """Number of distinct image files skipped so far."""
+        return len(self._names)
+
+    @property
+    def names(self):
+        with self._lock:
+            return dict(self._names)
+
+
+# ------------------------------------------------------------------------------- sample sources
+class LabelFileSource:
+    """Random access to training samples from prepared labels and a folder of image files."""
+
+    def __init__(self, labels, images_dir):
+        if not labels:
+            raise ValueError('no training labels')
+        self.labels = labels
+        self.images_dir = os.fspath(images_dir)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def name(self, index):
+        return os.path.join(self.images_dir, self.labels[index]['img_paths'])
+
+    def load(self, index):
+        label = self.labels[index]
+        path = self.name(index)
+        try:
+            with open(path, 'rb') as file:
+                image_bytes = file.read()
+        except OSError as error:
+            raise UnreadableImage(f'{type(error).__name__}: {error.strerror or error}') from None
+        segmentations = label['segmentations']
+        crowd = None
+        if segmentations:
+            def crowd():
+                return crowd_mask(segmentations, label['img_height'], label['img_width'])
+        return SampleInputs(label=label, keypoints=label_keypoints(label), image_bytes=image_bytes,
+                            crowd_mask=crowd, name=path)
+
+
+# ------------------------------------------------------------------------------- one sample
+def decode_reduction(scale, enabled=True):
+    """Largest r in (1, 2, 4, 8) with scale * r <= 1: decoding at 1/r still leaves the warp a
+    (non-enlarging) resampling, so no detail the crop could show is lost."""
+    if not enabled:
+        return 1
+    reduction = 1
+    while reduction < 8 and scale * reduction * 2 <= 1:
+        reduction *= 2
+    return reduction
+
+
+def decode_image(image_bytes, width, height, reduction=1):
+    """Encoded image -> (ceil(H / r), ceil(W / r), 3) uint8 BGR; UnreadableImage if it cannot be
+    decoded or its size differs from the annotation's (width, height)."""
+    image = cv2.imdecode(np.frombuffer(image_bytes, dtype=np.uint8), _REDUCED_DECODE_FLAGS[reduction])
+    if image is None:
+        raise UnreadableImage('not a decodable image')
+    expected = (-(-height // reduction), -(-width // reduction))
+    if image.shape[:2] != expected:
+        raise UnreadableImage(f'decoded size {image.shape[1]}x{image.shape[0]} at 1/{reduction} does '
+                              f'not match the annotated {width}x{height}')
+    return image
+
+
+def sample_params(label, rng, config):
+    if config.augment:
+        return augmentation.sample_augmentation(label, rng, config.augment_config)
+    return augmentation.centered_augmentation(label, config.augment_config)
+
+
+def stride_mask(crop_mask, config):
+    """(S, S) uint8 crop mask or None -> (S/stride, S/stride) float32 loss mask (1 = use)."""
+    size = config.map_size
+    if crop_mask is None:
+        return np.ones((size, size), dtype=np.float32)
+    return crop_mask_to_maps(downsample_mask(crop_mask, config.stride), (size, size)).astype(np.float32)
+
+
+def process_sample(inputs, rng, config=SampleConfig()):
+    """One training sample. Returns (image (S, S, 3) uint8 BGR, heatmaps (S/8, S/8, 19) float32,
+    pafs (S/8, S/8, 38) float32, mask (S/8, S/8) float32). Raises UnreadableImage."""
+    label = inputs.label
+    width, height = int(label['img_width']), int(label['img_height'])
+    params = sample_params(label, rng, config)
+    reduction = decode_reduction(params.scale, config.reduced_decode)
+    image = decode_image(inputs.image_bytes, width, height, reduction)
+    full_mask = inputs.crowd_mask() if inputs.crowd_mask is not None else None
+    keypoints = convert_keypoints(inputs.keypoints, width, height)
+    aug = config.augment_config
+    crop, crop_mask, keypoints = augmentation.warp_sample(image, full_mask, keypoints, params, config.crop_size,
+                                                     aug.pad_value, aug.mask_pad_value, reduction)
+    heatmaps, pafs = render_targets(keypoints, config.crop_size, config.crop_size, config.stride,
+                                    config.sigma, config.paf_thickness)
+    return crop, heatmaps, pafs, stride_mask(crop_mask, config)
+
+
+# ------------------------------------------------------------------------------- interpreter exit
+class _ExitGuard:
+    """Counts producer calls in flight; at exit, stops real work and waits for them to drain."""
+
+    QUIET_S, TIMEOUT_S, POLL_S = 0.1, 5.0, 0.01
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.exiting = False
+        self.used = False
+
+    def __enter__(self):
+        with self._lock:
+            self._in_flight += 1
+            self.used = True
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._in_flight -= 1
+
+    def drain(self):
+        """atexit: from now on producers return placeholders (instantly), so tf.data's buffers fill
+        and its threads park in C++; return once no call has been in flight for QUIET_S."""
+        self.exiting = True
+        if not self.used:
+            return
+        quiet_since, deadline = time.monotonic(), time.monotonic() + self.TIMEOUT_S
+        while time.monotonic() < deadline:
+            time.sleep(self.POLL_S)  # releases the GIL for the in-flight calls
+            if self._in_flight:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= self.QUIET_S:
+                return
+
+
+_EXIT_GUARD = _ExitGuard()
+atexit.register(_EXIT_GUARD.drain)
+
+
+# ------------------------------------------------------------------------------- sample order
+def sample_rng(seed, epoch, index):
+    """The Generator of sample ``index`` (position in its epoch) of ``epoch``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, _SAMPLE_STREAM, epoch, index])))
+
+
+class EpochOrder:
+    """Global stream position -> (epoch, index in epoch, label index); permutations cached."""
+
+    def __init__(self, num_labels, seed, shuffle):
+        self.num_labels, self.seed, self.shuffle = num_labels, seed, shuffle
+        self._lock = threading.Lock()
+        self._permutations = {}
+
+    def permutation(self, epoch):
+        with self._lock:
+            if epoch not in self._permutations:
+                if len(self._permutations) > 4:  # old epochs are never visited again
+                    self._permutations.pop(min(self._permutations))
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, _SHUFFLE_STREAM, epoch]))
+                self._permutations[epoch] = rng.permutation(self.num_labels)
+            return self._permutations[epoch]
+
+    def locate(self, position):
+        epoch, index = divmod(int(position), self.num_labels)
+        label_index = int(self.permutation(epoch)[index]) if self.shuffle else index
+        return epoch, index, label_index
+
+
+class SampleProducer:
+    """Global position -> processed sample, with the fallback for unreadable images."""
+
+    def __init__(self, source, config, seed, shuffle, skipped_images):
+        self.source, self.config, self.seed = source, config, seed
+        self.order = EpochOrder(len(source), seed, shuffle)
+        self.skipped = skipped_images
+
+    def __call__(self, position):
+        with _EXIT_GUARD:
+            if _EXIT_GUARD.exiting:
+                return self.placeholder()
+            return self.produce(position)
+
+    def placeholder(self, batch_size=None):
+        """Zero-filled outputs of one sample or a batch (only ever produced at exit)."""
+        size, map_size = self.config.crop_size, self.config.map_size
+        lead = () if batch_size is None else (int(batch_size),)
+        return (np.zeros(lead + (size, size, 3), np.uint8),
+                np.zeros(lead + (map_size, map_size, NUM_HEATMAPS), np.float32),
+                np.zeros(lead + (map_size, map_size, NUM_PAFS), np.float32),
+                np.zeros(lead + (map_size, map_size), np.float32))
+
+    def produce_batch(self, positions):
+        """(B,) global positions -> the four outputs stacked: (B, S, S, 3) uint8, (B, s, s, 19),
+        (B, s, s, 38), (B, s, s) float32."""
+        with _EXIT_GUARD:
+            batch = self.placeholder(len(positions))
+            for row, position in enumerate(positions):
+                if _EXIT_GUARD.exiting:
+                    break
+                for output, value in zip(batch, self.produce(position)):
+                    output[row] = value
+            return batch
+
+    def produce(self, position):
+        """The sample at global stream ``position`` (see the module docstring)."""
+        epoch, index, label_index = self.order.locate(position)
+        for attempt in range(len(self.source)):
+            candidate = (label_index + attempt) % len(self.source)
+            name = self.source.name(candidate)
+            if name in self.skipped:
+                continue
+            try:
+                return process_sample(self.source.load(candidate), sample_rng(self.seed, epoch, index),
+                                      self.config)
+            except UnreadableImage as error:
+                self.skipped.add(name, str(error))
+        raise RuntimeError(f'none of the {len(self.source)} training images could be read '
+                           f'(e.g. {self.source.name(label_index)})')
+
+
+def host_positions(start_step, batch_size, process_index, process_count):
+    """Infinite tf.data.Dataset of this host's global stream positions, from batch start_step on."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f'process_index {process_index} not in [0, {process_count})')
+    global_batch = batch_size * process_count
+    counters = tf.data.Dataset.range(start_step * batch_size, np.iinfo(np.int64).max)
+
+    def to_position(counter):
+        step, slot = counter // batch_size, counter % batch_size
+        return step * global_batch + process_index * batch_size + slot
+
+    return counters.map(to_position)
+
+
+def make_dataset_from_source(source, *, batch_size, config=SampleConfig(), seed=0, shuffle=True,
+                             process_index=0, process_count=1, start_step=0, num_parallel_calls=None,
+                             skipped_images=None):
+    """The training dataset over any source with ``__len__``, ``name(i)`` and ``load(i) ->
+    SampleInputs`` (see :func:`make_train_dataset` for what it yields)."""
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+    skipped_images = skipped_images if skipped_images is not None else SkippedImages()
+    producer = SampleProducer(source, config, seed, shuffle, skipped_images)
+    size, map_size = config.crop_size, config.map_size
+
+    def load_batch(positions):
+        # One Python call per batch, filling preallocated batch arrays: per-sample numpy_function
+        # calls and tf.data's batch copy cost ~0.5 ms CPU per sample, as much as a warp.
+        image, heatmaps, pafs, mask = tf.numpy_function(
+            producer.produce_batch, [positions], (tf.uint8, tf.float32, tf.float32, tf.float32), stateful=False)
+        return {
+            'image': (tf.cast(tf.ensure_shape(image, (batch_size, size, size, 3)), tf.float32) - 128.0) / 256.0,
+            'heatmaps': tf.ensure_shape(heatmaps, (batch_size, map_size, map_size, NUM_HEATMAPS)),
+            'pafs': tf.ensure_shape(pafs, (batch_size, map_size, map_size, NUM_PAFS)),
+            'mask': tf.ensure_shape(mask, (batch_size, map_size, map_size)),
+        }
+
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    dataset = host_positions(start_step, batch_size, process_index, process_count)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(load_batch, num_parallel_calls=parallel, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    dataset.skipped_images = skipped_images
+    return dataset
+
+
+def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=8, sigma=7.0,
+                       paf_thickness=1.0, seed=0, augment=True, shuffle=True, process_index=0,
+                       process_count=1, start_step=0, num_parallel_calls=None, reduced_decode=True,
+                       skipped_images=None):
+    """Infinite, deterministic training dataset of this host's part of every global batch.
+
+    Args:
+        labels: list of prepared labels (:func:`lwop_jax.data.coco.prepare_annotations`).
+        images_dir: folder of the labels' 'img_paths'.
+        batch_size: per-host batch B; a global batch is B * process_count samples.
+        augment: False -> scale to the label's normalised size, crop centred on objpos, nothing random.
+        shuffle: a new permutation of the labels per epoch (deterministic given seed).
+        start_step: first global batch to produce; equals dropping that many batches, at no cost.
+        num_parallel_calls: batches made in parallel (None = AUTOTUNE); does not change the output.
+            The per-sample Python work shares one GIL (OpenCV's decode/warp release it), so expect
+            a few cores' worth per process, not dozens.
+        reduced_decode: decode JPEGs at 1/2..1/8 size when the sampled total scale is <= 1/2..1/8
+            (libjpeg DCT scaling averages blocks, so such crops are a little smoother than the
+            original's plain bilinear downscale; False reproduces that).
+        skipped_images: a :class:`SkippedImages` to record unreadable images in (else a new one,
+            available as ``dataset.skipped_images``).
+    Returns:
+        tf.data.Dataset of dicts: 'image' (B, S, S, 3) float32 BGR (pixel - 128) / 256,
+        'heatmaps' (B, S/8, S/8, 19) float32, 'pafs' (B, S/8, S/8, 38) float32,
+        'mask' (B, S/8, S/8) float32 (1 = use in the loss).
+    """
+    config = SampleConfig(crop_size=crop_size, stride=stride, sigma=sigma, paf_thickness=paf_thickness,
+                          augment=augment, reduced_decode=reduced_decode)
+    return make_dataset_from_source(
+        LabelFileSource(labels, images_dir), batch_size=batch_size, config=config, seed=seed,
+        shuffle=shuffle, process_index=process_index, process_count=process_count,
+        start_step=start_step, num_parallel_calls=num_parallel_calls, skipped_images=skipped_images)
+
+
+# ------------------------------------------------------------------------------- labels
+def load_training_labels(annotations_json, images_dir, net_input_size=368):
+    """Read and prepare the training labels, checking the COCO layout first.
+
+    Raises:
+        FileNotFoundError: the images folder or the JSON file is missing (one line: what, where).
+        ValueError: the JSON is not valid or not COCO person keypoints (file + problem).
+    Images that the labels name but that are absent are only counted and logged here; the
+    pipeline skips them.
+    """
+    annotations_json, images_dir = os.fspath(annotations_json), os.fspath(images_dir)
+    if not os.path.isdir(images_dir):
+        raise FileNotFoundError(f'COCO images folder not found: {images_dir} (expected e.g. '
+                                'train2017/ with the JPEG files)')
+    if not os.path.isfile(annotations_json):
+        raise FileNotFoundError(f'COCO annotation file not found: {annotations_json} (expected e.g. '
+                                'annotations/person_keypoints_train2017.json)')
+    labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
+    if not labels:
+        raise ValueError(f'{annotations_json}: no person qualifies as a training sample')
+    files = sorted({label['img_paths'] for label in labels})
+    missing = [name for name in files if not os.path.isfile(os.path.join(images_dir, name))]
+    if len(missing) == len(files):
+        raise FileNotFoundError(f'none of the {len(files)} images of {annotations_json} is in {images_dir} '
+                                f'(e.g. {missing[0]})')
+    if missing:
+        logger.warning('%d of %d images of %s are missing from %s (e.g. %s); their samples will be skipped',
+                       len(missing), len(files), annotations_json, images_dir, missing[0])
+    return labels
