@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from lwop_jax import coco_eval, runtime, torch_checkpoint
+from lwop_jax.errors import WeightsError
 
 
 def parse_args(argv=None):
@@ -58,12 +59,9 @@ def report(result):
         print(f'note: {result.note}', file=sys.stderr)
 
 
-def expected_errors():
-    """Errors that mean bad input, reported in one line. WeightsError is looked up only once its module
-    (which imports jax) is loaded, so the ONNX Runtime path stays free of jax."""
-    errors = [coco_eval.EvalInputError, runtime.BackendError, torch_checkpoint.CheckpointError, OSError]
-    weights = sys.modules.get('lwop_jax.weights')
-    return tuple(errors + ([weights.WeightsError] if weights else []))
+# Errors that mean bad input: reported in one line, exit code 1.
+EXPECTED_ERRORS = (coco_eval.EvalInputError, runtime.BackendError, torch_checkpoint.CheckpointError, WeightsError,
+                   OSError)
 
 
 def main(argv=None):
@@ -83,7 +81,7 @@ def main(argv=None):
         coco_eval.write_json_atomic(args.output_name, result.detections)
         if args.stats_json:
             coco_eval.write_json_atomic(args.stats_json, stats_record(args, backend.name, result), indent=1)
-    except expected_errors() as exc:
+    except EXPECTED_ERRORS as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     report(result)

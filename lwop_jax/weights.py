@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from lwop_jax import torch_checkpoint
+from lwop_jax.errors import WeightsError
 from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet
 
 FORMAT_NAME = 'lwop_jax'
@@ -36,10 +37,6 @@ _TORCH_LEAF = {
 # Torch buffers with no NNX counterpart: BN's update counter (unused with a fixed momentum).
 _TORCH_ONLY_LEAVES = ('num_batches_tracked',)
 BACKBONE_BLOCKS = 12  # model.0 .. model.11
-
-
-class WeightsError(ValueError):
-    """A checkpoint that does not fit the network; the message names the file and every bad key."""
 
 
 def _key(path) -> str:
