@@ -7,6 +7,7 @@ import importlib
 
 _LAZY = {
     'PoseNet': 'lwop_jax.model',
+    'PoseEstimator': 'lwop_jax.estimator',
 }
 
 __all__ = sorted(_LAZY)
