@@ -945,9 +945,11 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
     indices = range(num_images)
     pool = None
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
         import functools
-        pool = ProcessPoolExecutor(max_workers=workers)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        # 'spawn', not fork: the caller may have jax (multithreaded) loaded, and forking it can deadlock.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context('spawn'))
         results = pool.map(functools.partial(_render_and_write, **arguments), indices, chunksize=4)
     else:
         results = (_render_and_write(index, **arguments) for index in indices)
