@@ -3,7 +3,7 @@
   python benchmarks/bench_onnx.py [--shared ../shared] [--runs 30] [--threads 2]
 
 All sessions run in one process and are timed alternately (one call each per round), so a change of
-machine load hits them alike. Prints per-session medians and the ratios: target ours/original <= 0.9.
+machine load hits them alike; thread spinning is off so that no session slows down the next one. Prints per-session medians and the ratios: target ours/original <= 0.9.
 """
 import argparse
 import pathlib
@@ -34,6 +34,9 @@ def ort_runner(path, threads):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle ORT threads otherwise busy-wait after each run and steal the cores from the session timed
+    # next: alternating timings were then biased by ~50% in favour of whichever ran first.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
     return lambda x: session.run(None, {'data': x})
 
