@@ -34,8 +34,9 @@ ESC = 27
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--checkpoint-path', required=True,
-                        help='model: .onnx, OpenVINO .xml, torch .pth or orbax folder')
+    parser.add_argument('--checkpoint-path', default='coco-370k',
+                        help='model: .onnx, OpenVINO .xml, torch .pth, orbax folder, or a published model by '
+                             'name (default %(default)s: the original\'s checkpoint, downloaded and cached once)')
     parser.add_argument('--height-size', type=int, default=256, help='network input height')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--images', nargs='+', help='image files, folders or globs')

@@ -143,12 +143,25 @@ def converted_onnx(path, num_refinement_stages: int | None = None) -> pathlib.Pa
     return target
 
 
+def resolve_model_path(path) -> pathlib.Path:
+    """An existing file or folder, or a published model's name (e.g. 'coco-370k'), downloaded once."""
+    from lwop_jax import hub
+    path = pathlib.Path(path).expanduser()
+    if path.exists():
+        return path
+    if str(path) not in hub.KNOWN_MODELS:
+        raise BackendError(f'{path}: file not found (published models by name: {", ".join(hub.KNOWN_MODELS)})')
+    try:
+        return hub.fetch_model(str(path))
+    except hub.FetchError as exc:
+        raise BackendError(str(exc)) from exc
+
+
 def load_backend(path, backend: str | None = None, *, threads: int | None = None,
                  num_refinement_stages: int | None = None):
-    """Opens ``path`` (.onnx, .xml, torch .pth, orbax folder) with ``backend`` (default: by file type)."""
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise BackendError(f'{path}: file not found')
+    """Opens ``path`` (.onnx, .xml, torch .pth, orbax folder, or a published model's name) with ``backend``
+    (default: by file type)."""
+    path = resolve_model_path(path)
     backend = backend or default_backend_for(path)
     if backend not in BACKENDS:
         raise BackendError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')

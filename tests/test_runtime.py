@@ -81,3 +81,19 @@ def test_onnxruntime_path_imports_neither_jax_nor_tensorflow(exported):
     result = subprocess.run([sys.executable, '-c', code], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'clean' in result.stdout
+
+
+def test_published_model_by_name_fails_clearly_offline(tmp_path, monkeypatch):
+    import socket
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv('LWOP_JAX_CACHE', str(tmp_path))
+    monkeypatch.setenv('LWOP_JAX_URL_COCO_370K', f'http://127.0.0.1:{port}/checkpoint_iter_370000.pth')
+    with pytest.raises(runtime.BackendError) as info:
+        runtime.load_backend('coco-370k')
+    message = str(info.value)
+    assert '\n' not in message and 'cannot download coco-370k' in message and '--checkpoint-path' in message
+    assert not any(tmp_path.rglob('*.pth'))
+    with pytest.raises(runtime.BackendError, match='file not found .*coco-370k'):
+        runtime.load_backend(tmp_path / 'no-such-model')
