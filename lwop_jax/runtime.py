@@ -55,6 +55,9 @@ class OnnxRuntimeBackend:
     def __init__(self, path, threads: int | None = None):
         import onnxruntime as ort
         options = ort.SessionOptions()
+        # No busy-waiting between runs: pre-processing and decoding run between network calls and
+        # would otherwise compete with ORT's idle threads spinning on the same cores.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
