@@ -17,8 +17,13 @@ from lwop_jax.errors import WeightsError
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--labels', required=True, help='COCO person keypoints annotation JSON')
-    parser.add_argument('--images-folder', required=True, help='folder with the images the labels name')
-    parser.add_argument('--checkpoint-path', required=True, help='.pth, orbax folder, .onnx or .xml')
+    parser.add_argument('--images-folder', help='folder with the images the labels name')
+    parser.add_argument('--checkpoint-path', help='.pth, orbax folder, .onnx, .xml, or a published model '
+                                                  'by name (coco-370k)')
+    parser.add_argument('--make-subset', type=int, metavar='N',
+                        help='only write a random N-image subset of --labels to --output-name and exit '
+                             '(the original make_val_subset.py); --seed picks the images')
+    parser.add_argument('--seed', type=int, default=0, help='seed for --make-subset')
     parser.add_argument('--output-name', default='detections.json', help='detections JSON (default %(default)s)')
     parser.add_argument('--stats-json', help='also write the 10 stats and the run settings to this JSON')
     parser.add_argument('--backend', choices=sorted(runtime.BACKENDS), help='default: by checkpoint type')
@@ -35,6 +40,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.max_images is not None and args.max_images < 1:
         parser.error('--max-images must be at least 1')
+    if args.make_subset is None and not (args.images_folder and args.checkpoint_path):
+        parser.error('--images-folder and --checkpoint-path are required to evaluate')
     return args
 
 
@@ -66,6 +73,14 @@ EXPECTED_ERRORS = (coco_eval.EvalInputError, runtime.BackendError, torch_checkpo
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.make_subset is not None:
+        try:
+            subset = coco_eval.make_val_subset(args.labels, args.output_name, args.make_subset, args.seed)
+        except EXPECTED_ERRORS as exc:
+            print(f'error: {exc}', file=sys.stderr)
+            return 1
+        print(f'{args.output_name}: {len(subset["images"])} images, {len(subset["annotations"])} annotations')
+        return 0
     try:
         # Labels and images are checked first: opening the model may take a conversion.
         dataset = coco_eval.load_annotations(args.labels)

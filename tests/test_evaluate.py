@@ -374,3 +374,17 @@ def test_visualize_saves_drawn_images(mini, overfit_onnx, tmp_path, capsys):
     assert rc == 0, captured.err
     drawn = cv2.imread(str(tmp_path / 'vis' / '000000000785.jpg'))
     assert drawn is not None and drawn.shape == cv2.imread(str(mini[1] / '000000000785.jpg')).shape
+
+
+def test_cli_make_subset_writes_a_seeded_subset(tmp_path, coco_mini_dir):
+    import evaluate
+    labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
+    outputs = []
+    for name, seed in (('a.json', 3), ('b.json', 3), ('c.json', 4)):
+        assert evaluate.main(['--labels', str(labels), '--make-subset', '2', '--seed', str(seed),
+                              '--output-name', str(tmp_path / name)]) == 0
+        outputs.append(json.loads((tmp_path / name).read_text()))
+    ids = [sorted(image['id'] for image in subset['images']) for subset in outputs]
+    assert len(ids[0]) == 2 and ids[0] == ids[1]
+    for subset in outputs:
+        assert {a['image_id'] for a in subset['annotations']} <= {image['id'] for image in subset['images']}
