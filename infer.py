@@ -12,15 +12,14 @@ a video is tracked (--track 1, the default) and smoothed (--smooth 1).
 """
 import argparse
 import glob
-import json
 import os
 import pathlib
 import sys
-import tempfile
 
 import cv2
 from tqdm import tqdm
 
+from lwop_jax import atomic
 from lwop_jax.estimator import ImageError, PoseEstimator, read_image
 from lwop_jax.results import keypoint_names
 from lwop_jax.runtime import BACKENDS, BackendError
@@ -109,21 +108,8 @@ def open_video(source: str) -> cv2.VideoCapture:
 # Outputs
 # ------------------------------------------------------------------------------------------------
 
-def write_atomic(path: pathlib.Path, data: bytes):
-    """Writes via a temporary file in the same folder and a rename: no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_json(path: pathlib.Path, payload: dict):
-    write_atomic(path, json.dumps(payload, indent=1).encode())
+    atomic.write_json(path, payload, indent=1)
 
 
 def drawn_image_path(output_dir: pathlib.Path, source: str, taken: set) -> pathlib.Path:
@@ -218,7 +204,7 @@ def run_images(estimator, items, args):
             drawn = result.draw(image)
             if args.output_dir:
                 target = drawn_image_path(args.output_dir, path, taken)
-                write_atomic(target, cv2.imencode(target.suffix, drawn)[1].tobytes())
+                atomic.write_bytes(target, cv2.imencode(target.suffix, drawn)[1].tobytes())
             if not display.show(drawn, 0):
                 break
     return records, failed

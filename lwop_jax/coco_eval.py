@@ -23,13 +23,13 @@ import json
 import os
 import pathlib
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from . import atomic
 from .decode import decode, to_coco_keypoints
 from .preprocess import STRIDE, VAL_BASE_HEIGHT, preprocess_val, upsample_val_maps
 from .skeleton import FLIP_KEYPOINTS, NUM_HEATMAPS, PAF_LIMBS
@@ -375,21 +375,8 @@ def _require_eval_mode(model):
 # ----------------------------------------------------------------------------------------------
 
 def write_json_atomic(path, obj, indent=None):
-    """Writes obj as JSON to a temporary file in the same folder, then os.replace: a reader never sees a
-    half-written file, and an interrupted run leaves the previous file intact."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
-    try:
-        with open(tmp, 'x', encoding='utf-8') as f:
-            json.dump(obj, f, indent=indent)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Writes obj as JSON atomically (temporary file + os.replace)."""
+    return atomic.write_json(path, obj, indent=indent)
 
 
 def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> dict:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lwop_jax import atomic
 from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet, Sequential
 
 
@@ -76,24 +76,11 @@ def to_onnx_model(model: PoseNet, input_size=(256, 456), *, dynamic: bool = True
                    input_names=['data'], output_names=names)
 
 
-def _atomic_write_bytes(path: pathlib.Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_onnx(model: PoseNet, path, input_size=(256, 456), *, dynamic: bool = True) -> pathlib.Path:
     """Writes the ONNX file atomically and returns its path."""
     path = pathlib.Path(path)
     proto = to_onnx_model(model, input_size, dynamic=dynamic)
-    _atomic_write_bytes(path, proto.SerializeToString())
+    atomic.write_bytes(path, proto.SerializeToString())
     return path
 
 

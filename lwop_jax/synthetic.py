@@ -29,13 +29,12 @@ import argparse
 import colorsys
 import json
 import math
-import os
 import pathlib
-import tempfile
 
 import cv2
 import numpy as np
 
+from lwop_jax import atomic
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 # =========================================================================================== tables
@@ -891,19 +890,6 @@ def _debug_info(drawn, annotation_indices, figure_map, crowd_region):
 
 
 # ======================================================================================== writing
-def _write_atomically(path, data):
-    """Write bytes to path via a temporary file in the same folder and os.replace."""
-    path = pathlib.Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f'.{path.name}.', delete=False) as file:
-        file.write(data)
-        temporary = file.name
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def image_file_name(index, image_format='jpg'):
     return f'{index + 1:012d}.{image_format}'
 
@@ -915,7 +901,7 @@ def _render_and_write(index, images_dir, seed, width, height, max_people, crowd_
     ok, encoded = cv2.imencode(f'.{image_format}', image, parameters)
     if not ok:
         raise RuntimeError(f'could not encode {file_name}')
-    _write_atomically(pathlib.Path(images_dir) / file_name, encoded.tobytes())
+    atomic.write_bytes(pathlib.Path(images_dir) / file_name, encoded.tobytes())
     entry = {'id': index + 1, 'file_name': file_name, 'width': width, 'height': height}
     return entry, annotations
 
@@ -967,7 +953,7 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
         if pool is not None:
             pool.shutdown()
     path = out_dir / 'annotations.json'
-    _write_atomically(path, json.dumps(coco, separators=(',', ':')).encode())
+    atomic.write_bytes(path, json.dumps(coco, separators=(',', ':')).encode())
     return path
 
 

@@ -6,14 +6,13 @@ refusal. Nothing here imports torch, and no test ever unpickles untrusted bytes 
 """
 import collections
 import pickle
-import struct
 import zipfile
 
 import numpy as np
 import pytest
 
 from lwop_jax.torch_checkpoint import CheckpointError, load_torch_file, read_state_dict
-from torch_files import MAGIC, call, dict_of, g, legacy_file, obj, program, tensor, zip_file
+from torch_files import call, dict_of, g, legacy_file, obj, program, tensor, zip_file
 
 LEGACY = 'lwop_random_1stage_legacy.pth'
 ZIP = 'lwop_random_1stage_zip.pth'
