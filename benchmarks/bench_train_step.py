@@ -6,6 +6,12 @@ Batch 8, 368x368 crops, 1 refinement stage, compile excluded, float32 and bfloat
 every accelerator present too. Baseline: the original PyTorch step on the same 2-core CPU, 3.487 s/step
 = 2.29 images/s (/work/shared/reference/baselines_original.md; it measured ~3.3 s/step in a quiet window).
 The CPU is shared: the median of --steps timed steps is reported, with the minimum.
+
+Where CPU time goes (jax.profiler trace of one step, per HLO op): the 3x3 128->128 convs (their kernel
+gradients most), the pointwise matmuls, the depthwise shifted products, and page faults: XLA:CPU
+mallocs the step's temporaries (2.3 GB) afresh on every call, glibc serves that with a new mmap, and
+touching it costs ~0.8M minor faults (~1-2 s of system time) per step. Running with
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for malloc) cuts those faults ~5x.
 """
 import argparse
 import statistics

@@ -11,6 +11,7 @@ Layout is NHWC inside; inputs are BGR images normalised like the original, ``(im
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -59,8 +60,12 @@ class Conv2d(nnx.Module):
         kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        if self.groups > 1 and kernel.shape[2] == 1 and self.layout == 'NHWC' and jax.default_backend() == 'cpu':
+        # CPU-only formulations (see the helpers); export (NCHW) and accelerators keep plain convs.
+        cpu_nhwc = self.layout == 'NHWC' and jax.default_backend() == 'cpu'
+        if cpu_nhwc and self.groups > 1 and kernel.shape[2] == 1:
             y = _depthwise_as_shifts(x, kernel, self.stride, self.padding, self.dilation)
+        elif cpu_nhwc and self.groups == 1 and kernel.shape[:2] == (1, 1) and self.stride == 1 and self.padding == 0:
+            y = _pointwise_as_matmul(x, kernel)
         else:
             y = jax.lax.conv_general_dilated(
                 x, kernel, window_strides=(self.stride, self.stride),
@@ -72,25 +77,88 @@ class Conv2d(nnx.Module):
         return y
 
 
+def _conv_out_size(size, kernel_size, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def _shifted(padded, i, j, out_h, out_w, stride):
+    """The (N, out_h, out_w, C) window of ``padded`` that kernel tap (i, j) sees (offsets already dilated)."""
+    n, _, _, c = padded.shape
+    limit = (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, c)
+    return jax.lax.slice(padded, (0, i, j, 0), limit, (1, stride, stride, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _depthwise_as_shifts(x, kernel, stride, padding, dilation):
     """Depthwise conv (NHWC, kernel (kh, kw, 1, C)) as a sum of kh*kw shifted, strided products.
 
     XLA:CPU runs grouped convolutions slowly (its forward and kernel gradient were 4-10x slower than
-    this form for the backbone's shapes); the result is bit-identical on CPU.
+    this form for the backbone's shapes); the forward is bit-identical on CPU. The backward is written
+    by hand (below): differentiating this forward made XLA materialise every shifted window of the
+    input (kh*kw copies of the activation, each recomputing the BatchNorm/ReLU that produced it) to
+    feed the kernel-gradient reductions, and fwd+bwd took ~1.75x longer.
     """
     n, h, w, c = x.shape
     kh, kw = kernel.shape[:2]
-    out_h = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
-    out_w = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    out_h = _conv_out_size(h, kh, stride, padding, dilation)
+    out_w = _conv_out_size(w, kw, stride, padding, dilation)
     padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     out = None
     for i in range(kh):
         for j in range(kw):
-            start = (0, i * dilation, j * dilation, 0)
-            limit = (n, start[1] + (out_h - 1) * stride + 1, start[2] + (out_w - 1) * stride + 1, c)
-            term = jax.lax.slice(padded, start, limit, (1, stride, stride, 1)) * kernel[i, j, 0]
+            term = _shifted(padded, i * dilation, j * dilation, out_h, out_w, stride) * kernel[i, j, 0]
             out = term if out is None else out + term
     return out
+
+
+def _depthwise_fwd(x, kernel, stride, padding, dilation):
+    return _depthwise_as_shifts(x, kernel, stride, padding, dilation), (x, kernel)
+
+
+def _depthwise_bwd(stride, padding, dilation, residuals, g):
+    x, kernel = residuals
+    n, h, w, c = x.shape
+    kh, kw = kernel.shape[:2]
+    out_h, out_w = g.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    # Kernel gradient: tap (i, j) is sum over (n, y, x) of window_ij * g. The sum over the batch is
+    # spelled out as adds, which XLA fuses with the window slicing into one loop per tap that reads
+    # x and g once; only the batch-summed (out_h, out_w, C) products are reduced further.
+    g32 = g.astype(jnp.float32)
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            product = _shifted(padded, i * dilation, j * dilation, out_h, out_w, stride).astype(jnp.float32) * g32
+            taps.append(sum((product[b] for b in range(1, n)), product[0]))
+    kernel_grad = jnp.sum(jnp.stack(taps), axis=(1, 2)).reshape(kernel.shape).astype(kernel.dtype)
+    # Input gradient: the transposed conv, i.e. the same shifted sum over g dilated by the stride and
+    # padded so that dx[p] = sum_ij g_dilated[p + padding + dilation * (k - 1 - i)] * kernel[i].
+    lo_h, lo_w = dilation * (kh - 1), dilation * (kw - 1)
+    dilated = jax.lax.pad(g, jnp.zeros((), g.dtype),
+                          ((0, 0, 0), (lo_h, h + padding - (out_h - 1) * stride - 1, stride - 1),
+                           (lo_w, w + padding - (out_w - 1) * stride - 1, stride - 1), (0, 0, 0)))
+    x_grad = None
+    for i in range(kh):
+        for j in range(kw):
+            window = _shifted(dilated, padding + dilation * (kh - 1 - i), padding + dilation * (kw - 1 - j), h, w, 1)
+            term = window * kernel[i, j, 0].astype(g.dtype)
+            x_grad = term if x_grad is None else x_grad + term
+    return x_grad.astype(x.dtype), kernel_grad
+
+
+_depthwise_as_shifts.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def _pointwise_as_matmul(x, kernel):
+    """1x1 conv (stride 1, no padding; NHWC, kernel (1, 1, I, O)) as one (N*H*W, I) x (I, O) matmul.
+
+    XLA:CPU lowers dots to its fast matmul kernels but runs 1x1 convolutions, and above all their
+    gradients, through a slower convolution path: for the network's pointwise shapes the forward was
+    up to 2x and forward+backward 2-4x slower as a conv. Flattening to 2-d keeps the gradient two
+    plain matmuls too (a 4-d ``x @ kernel`` was slower). Same products, float32 summation order only.
+    """
+    n, h, w, c = x.shape
+    return jnp.dot(x.reshape(n * h * w, c), kernel[0, 0]).reshape(n, h, w, kernel.shape[3])
 
 
 def _per_channel(v, layout):

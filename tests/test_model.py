@@ -3,13 +3,14 @@
 Tolerance: the reference README's recommendation, |ours - ref| <= 1e-4 + 1e-4 |ref| on every stage
 (correct float32 variants stay below 1.2e-5; each broken variant it lists fails by >= 40x).
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from lwop_jax import weights
-from lwop_jax.model import BatchNorm2d, PoseNet
+from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet
 from lwop_jax.torch_checkpoint import read_state_dict
 
 CASES = ('a', 'b', 'onnx')
@@ -137,3 +138,46 @@ def test_orbax_loader_rejects_foreign_folders(tmp_path):
         weights.load_any(tmp_path / 'empty')
     with pytest.raises(weights.WeightsError, match='file not found'):
         weights.load_any(tmp_path / 'nothing.pth')
+
+
+# (in, out, kernel, stride, padding, dilation, groups, bias): the network's conv kinds. On CPU the
+# depthwise ones run as shifted products with a hand-written backward, the 1x1 ones as a matmul.
+CONV_CASES = [
+    (3, 32, 3, 2, 1, 1, 1, False),      # model.0
+    (16, 16, 3, 1, 1, 1, 16, False),    # depthwise
+    (16, 16, 3, 2, 1, 1, 16, False),    # depthwise, stride 2
+    (16, 16, 3, 1, 2, 2, 16, False),    # depthwise, dilation 2 (model.7)
+    (16, 24, 1, 1, 0, 1, 1, False),     # pointwise
+    (21, 8, 1, 1, 0, 1, 1, True),       # 1x1 with bias (CPM align, heads, refinement initial)
+    (8, 8, 3, 1, 1, 1, 1, True),        # 3x3 with bias
+    (8, 8, 3, 1, 2, 2, 1, True),        # 3x3, dilation 2, bias (refinement trunk)
+]
+
+
+@pytest.mark.parametrize('size', [12, 11])
+@pytest.mark.parametrize('case', CONV_CASES, ids=lambda c: 'in{}-out{}-k{}-s{}-p{}-d{}-g{}-b{}'.format(*c))
+def test_conv2d_cpu_formulations_match_lax_conv(case, size):
+    in_ch, out_ch, k, stride, padding, dilation, groups, bias = case
+    conv = Conv2d(in_ch, out_ch, k, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                  bias=bias, rngs=nnx.Rngs(1))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, size, size + 2, in_ch)).astype(np.float32))
+    graphdef, params = nnx.split(conv)
+
+    def ours(x, params):
+        return nnx.merge(graphdef, params)(x)
+
+    def reference(x, params):
+        y = jax.lax.conv_general_dilated(
+            x, params['kernel'][...], (stride, stride), ((padding, padding), (padding, padding)),
+            rhs_dilation=(dilation, dilation), feature_group_count=groups,
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=jax.lax.Precision.HIGHEST)
+        return y + params['bias'][...] if bias else y
+
+    expected = reference(x, params)
+    np.testing.assert_allclose(ours(x, params), expected, rtol=1e-5, atol=1e-5)
+    weights_out = jnp.asarray(rng.normal(size=expected.shape).astype(np.float32))
+    grads = [jax.grad(lambda x, p: jnp.sum(f(x, p) * weights_out), argnums=(0, 1))(x, params)
+             for f in (jax.jit(ours), reference)]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
