@@ -1,91 +1,362 @@
-"""Offline demo of the core pipeline: network -> orbax checkpoint -> ONNX + OpenVINO -> three runtimes agree.
+"""Offline end-to-end demo: synthetic people -> CPU training -> AP on held-out images -> ONNX -> infer.py.
 
-  python -m lwop_jax.demo [--out runs/demo] [--weights CHECKPOINT.pth]
+  python -m lwop_jax.demo --out runs/demo [--time-budget SECONDS] [--quick] [--seed N] [--figure PATH]
 
-Without ``--weights`` the network is seed-initialised (no download, no data set needed). It is saved as
-an orbax checkpoint, exported to ONNX (dynamic batch/height/width) and OpenVINO IR, and one image is run
-through JAX, ONNX Runtime and OpenVINO; the script prints where everything went, the latencies and the
-largest difference between runtimes. (The full demo, synthetic data -> training -> AP -> drawn poses,
-grows from here.)
+Stages (settings in configs/demo.py; nothing is downloaded):
+
+1. data:   ``OUT/data/train`` and ``OUT/data/val``, procedural COCO person-keypoint sets
+           (lwop_jax.synthetic) drawn from different seeds, so the validation images are held out;
+2. train:  ``train_lib.train_and_evaluate`` (tf.data pipeline, the original's Adam groups, orbax
+           checkpoints in ``OUT/train/checkpoints``), from scratch, for ``--time-budget`` seconds: a short
+           calibration run times an iteration, then training resumes from its checkpoint up to the step
+           the rest of the budget allows;
+3. eval:   COCO keypoint AP of the last checkpoint on the held-out set (lwop_jax.coco_eval, the
+           evaluate.py path): ``OUT/eval/detections.json`` and ``OUT/eval/stats.json`` (the 10 stats);
+4. export: ``OUT/lwop_demo.onnx`` (BatchNorm folded, dynamic batch/height/width);
+5. infer:  infer.py with ONNX Runtime on held-out images: drawn images in ``OUT/infer/`` and the
+           keypoints in ``OUT/infer/poses.json``; the best-looking drawn images, tiled, in
+           ``OUT/demo_result.jpg`` (and ``--figure PATH``, e.g. docs/demo_result.jpg).
+
+It prints where everything went, the AP and the time each stage took. A rerun with the same ``--out``
+starts over (its data, checkpoints and results are replaced). ``--quick`` (CI) runs the same stages on
+tiny sets for a few iterations (1-2 minutes); its AP means nothing.
 """
 import argparse
+import importlib.util
+import itertools
+import json
+import logging
+import os
 import pathlib
+import shutil
+import sys
 import time
 
-import numpy as np
+ROOT = pathlib.Path(__file__).resolve().parents[1]   # the repository: configs/, infer.py
+STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('runs/demo'))
-    parser.add_argument('--weights', help='a torch checkpoint or orbax folder (default: seed-initialised)')
-    parser.add_argument('--height', type=int, default=256, help='network input height')
-    return parser.parse_args(argv)
+    parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('runs/demo'), help='output folder')
+    parser.add_argument('--time-budget', type=float,
+                        help='seconds of training, compilation included (default: configs/demo.py, '
+                             'so that the whole demo fits in 10 minutes on 2 CPU cores)')
+    parser.add_argument('--quick', action='store_true',
+                        help='the short CI version: same stages, tiny data sets, a few iterations')
+    parser.add_argument('--seed', type=int, default=0, help='data sets, initialisation and data order')
+    parser.add_argument('--figure', type=pathlib.Path,
+                        help='also save the result picture here (<= 640 px wide JPEG), e.g. docs/demo_result.jpg')
+    args = parser.parse_args(argv)
+    if args.time_budget is not None and args.time_budget < 0:
+        parser.error('--time-budget must be >= 0')
+    return args
 
 
-def demo_image(height: int, width: int) -> np.ndarray:
-    """A BGR test card: gradients and a few bright stick figures, deterministic."""
-    import cv2
-    y, x = np.mgrid[0:height, 0:width]
-    image = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1).astype(np.uint8)
-    for cx in range(width // 6, width, width // 3):
-        top = height // 5
-        cv2.circle(image, (cx, top), height // 16, (255, 255, 255), -1)
-        cv2.line(image, (cx, top), (cx, height * 3 // 5), (240, 240, 240), 6)
-        for dx in (-1, 1):
-            cv2.line(image, (cx, height // 3), (cx + dx * width // 12, height // 2), (230, 230, 230), 5)
-            cv2.line(image, (cx, height * 3 // 5), (cx + dx * width // 16, height * 9 // 10), (230, 230, 230), 5)
-    return image
+def _load_script(name):
+    """A top-level script of the repository (infer.py) as a module."""
+    path = ROOT / f'{name}.py'
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} not found: run the demo from a checkout of the repository')
+    spec = importlib.util.spec_from_file_location(f'_lwop_demo_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def timed(fn, *args, repeat=5):
-    fn(*args)  # warm-up (compilation)
+def demo_config(quick: bool, time_budget=None, seed: int = 0):
+    """configs/demo.py, with the --quick overrides applied and the demo's settings resolved."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from configs import demo as demo_configs
+    config = demo_configs.get_config()
+    if quick:
+        for key, value in config.quick.items():
+            if key in config.demo:
+                config.demo[key] = value
+            else:
+                config[key] = value
+    if time_budget is not None:
+        config.demo.time_budget = float(time_budget)
+    config.seed = seed
+    return config
+
+
+class _Stages:
+    """Prints each stage as it starts and keeps its duration."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.start = time.perf_counter()
+
+    def __call__(self, name, message):
+        print(f'\n== {name}: {message}', flush=True)
+        self.seconds[name] = time.perf_counter()
+        return self
+
+    def done(self, name):
+        self.seconds[name] = time.perf_counter() - self.seconds[name]
+        print(f'   {name} took {self.seconds[name]:.0f} s', flush=True)
+
+    @property
+    def total(self):
+        return time.perf_counter() - self.start
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def make_data(config, out: pathlib.Path, seed: int) -> dict:
+    """The training and held-out sets; returns {'train': dir, 'val': dir} (images/ + annotations.json)."""
+    from lwop_jax import synthetic
+    demo = config.demo
+    folders = {}
+    for split, count, split_seed in (('train', demo.num_train_images, 2 * seed),
+                                     ('val', demo.num_val_images, 2 * seed + 1)):
+        folder = out / 'data' / split
+        synthetic.generate_dataset(folder, count, seed=split_seed, width=demo.image_width,
+                                   height=demo.image_height, max_people=demo.max_people,
+                                   crowd_probability=demo.crowd_probability,
+                                   min_person_height=demo.min_person_height)
+        folders[split] = folder
+    return folders
+
+
+# ----------------------------------------------------------------------------------------------- train
+
+class TimedTrainData:
+    """The tf.data pipeline as train_lib.TrainData, noting when the loop asks for each batch (i.e. when
+    each iteration starts), so the demo can time an iteration."""
+
+    def __init__(self, config, train_dir: pathlib.Path):
+        from lwop_jax.data import pipeline
+        self.config, self.images = config, str(train_dir / 'images')
+        # scale_provided = bbox height / label_net_input_size: sizes people for the demo's crops.
+        self.labels = pipeline.load_training_labels(train_dir / 'annotations.json', self.images,
+                                                    net_input_size=config.label_net_input_size)
+        self.request_times = []
+
+    def batches(self, start_batch):
+        from lwop_jax.data import pipeline
+        c = self.config
+        dataset = pipeline.make_train_dataset(
+            self.labels, self.images, batch_size=c.batch_size, crop_size=c.crop_size, stride=c.stride,
+            sigma=c.sigma, paf_thickness=c.paf_thickness, seed=c.seed, augment=c.augment, shuffle=c.shuffle,
+            start_step=start_batch, num_parallel_calls=c.num_parallel_calls if c.num_parallel_calls > 0 else None)
+        for batch in dataset.as_numpy_iterator():
+            self.request_times.append(time.perf_counter())
+            yield batch
+
+    def train_data(self):
+        from lwop_jax.train_lib import TrainData
+        return TrainData(num_examples=len(self.labels), batches=self.batches)
+
+
+def enable_compilation_cache(cache_dir: pathlib.Path):
+    """Persistent XLA cache: the second training call (the resume) reuses the first one's compiled step."""
+    import jax
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    jax.config.update('jax_compilation_cache_dir', str(cache_dir))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def train(config, train_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
+    """Trains for about ``config.demo.time_budget`` seconds; returns a summary dict.
+
+    train_and_evaluate runs a fixed number of iterations, so the budget is spent in a few calls: a short
+    calibration call, then calls that resume from the last checkpoint up to the iteration the rest of
+    the budget allows at the pace the previous call measured (its first iteration, which compiles or
+    loads the compiled step, and the pipeline start-up are left out of the pace but counted as
+    overhead), planning ``demo.budget_fill`` of the time left so that a slower pace overruns little.
+    At most ``demo.max_train_calls`` calls; at least ``demo.min_train_steps`` iterations.
+    """
+    from lwop_jax import train_lib
+    demo = config.demo
+    data = TimedTrainData(config, train_dir)
     start = time.perf_counter()
-    for _ in range(repeat):
-        result = fn(*args)
-    return result, (time.perf_counter() - start) / repeat * 1e3
+    cap = config.num_train_steps
+    target, calls = min(demo.calibration_steps, cap), []
+    while True:
+        call_start, first = time.perf_counter(), len(data.request_times)
+        with config.unlocked():
+            config.num_train_steps = target
+        train_lib.train_and_evaluate(config, workdir, train_data=data.train_data(), evaluate_fn=None)
+        done, now = target, time.perf_counter()
+        requests = data.request_times[first:]
+        gaps = sorted(b - a for a, b in itertools.pairwise(requests[1:]))  # the first one compiles
+        per_step = gaps[len(gaps) // 2] if gaps else None
+        startup = requests[0] - call_start if requests else 0.0
+        calls.append({'to_iteration': done, 'seconds': round(now - call_start, 1),
+                      'seconds_per_iteration': per_step and round(per_step, 3)})
+        remaining = demo.time_budget - (now - start) - startup
+        # Plan a little short (the pace varies on a shared machine); a later call tops up.
+        more = int(demo.budget_fill * remaining / per_step) if per_step and remaining > 0 else 0
+        if more < demo.min_more_steps:
+            more = 0
+        more = max(more, demo.min_train_steps - done)
+        target = min(done + more, cap)
+        pace = f'{per_step:.2f} s per iteration' if per_step else 'too few iterations to time'
+        print(f'   call {len(calls)}: to iteration {done} in {now - call_start:.0f} s ({pace}); '
+              + (f'resuming to iteration {target}' if target > done and len(calls) < demo.max_train_calls
+                 else 'done'), flush=True)
+        if target <= done or len(calls) >= demo.max_train_calls:
+            break
+    seconds = time.perf_counter() - start
+    return {'iterations': done, 'seconds': seconds, 'calls': calls, 'samples': done * config.batch_size,
+            'num_train_labels': len(data.labels)}
 
+
+# ------------------------------------------------------------------------------------------------ eval
+
+def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_height: int) -> dict:
+    """COCO keypoint AP of an orbax checkpoint (JAX backend) on the held-out set, as evaluate.py does;
+    writes detections.json and stats.json (evaluate.py --stats-json's record) into eval_dir."""
+    from lwop_jax import coco_eval, runtime
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    labels = val_dir / 'annotations.json'
+    backend = runtime.load_backend(checkpoint, 'jax')
+    result = coco_eval.evaluate_backend(backend, coco_eval.load_annotations(labels), val_dir / 'images',
+                                        base_height=base_height, progress=False)
+    coco_eval.write_json_atomic(eval_dir / 'detections.json', result.detections)
+    record = {'checkpoint': str(checkpoint), 'backend': backend.name, 'labels': str(labels),
+              'multiscale': False, 'scales': [1], 'flip': False, 'base_height': base_height, 'stride': 8,
+              'num_images': len(result.image_ids), 'num_detections': len(result.detections),
+              'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
+              'images_per_second': result.images_per_second, 'stats_order': list(coco_eval.STAT_NAMES),
+              'stats': result.stats, 'stats_list': result.stats_list}
+    coco_eval.write_json_atomic(eval_dir / 'stats.json', record, indent=1)
+    print(result.summary, end='')
+    if result.note:
+        print(f'note: {result.note}')
+    return record
+
+
+# ----------------------------------------------------------------------------------------------- infer
+
+def infer(onnx_path, images, infer_dir: pathlib.Path, height: int) -> pathlib.Path:
+    """infer.py (ONNX Runtime) on the images: drawn copies in infer_dir, keypoints in infer_dir/poses.json."""
+    json_path = infer_dir / 'poses.json'
+    status = _load_script('infer').main([
+        '--checkpoint-path', str(onnx_path), '--backend', 'onnxruntime', '--height-size', str(height),
+        '--images', *map(str, images), '--output-dir', str(infer_dir), '--json', str(json_path)])
+    if status != 0:
+        raise RuntimeError(f'infer.py failed (exit status {status})')
+    return json_path
+
+
+def pick_images(val_dir: pathlib.Path, detections, count: int) -> list:
+    """Held-out images to draw: those with the most people the network found well (by detection score
+    against the number of annotated people), best first."""
+    dataset = json.loads((val_dir / 'annotations.json').read_text())
+    people = {}
+    for annotation in dataset['annotations']:
+        if not annotation.get('iscrowd') and annotation['num_keypoints'] >= 8:
+            people[annotation['image_id']] = people.get(annotation['image_id'], 0) + 1
+    found = {}
+    for detection in detections:
+        if detection['score'] > 0:
+            found.setdefault(detection['image_id'], []).append(detection['score'])
+
+    def quality(entry):
+        wanted = people.get(entry['id'], 0)
+        scores = sorted(found.get(entry['id'], []), reverse=True)
+        # Reward images with several people whose strongest detections are many and confident; penalise
+        # mismatched counts.
+        return (min(wanted, 3), sum(scores[:wanted]) - 2 * abs(len(scores) - wanted))
+
+    ranked = sorted(dataset['images'], key=quality, reverse=True)
+    return [val_dir / 'images' / entry['file_name'] for entry in ranked[:count]]
+
+
+def result_picture(drawn_paths, max_width: int = 640, quality: int = 80):
+    """Up to 4 drawn images tiled 2 x 2 (or the first alone), at most max_width wide; JPEG bytes."""
+    import cv2
+    import numpy as np
+    images = [cv2.imread(str(p)) for p in drawn_paths]
+    images = [i for i in images if i is not None]
+    if not images:
+        raise RuntimeError('infer.py drew no image')
+    if len(images) >= 4:
+        h, w = images[0].shape[:2]
+        tiles = [cv2.resize(i, (w, h), interpolation=cv2.INTER_AREA) for i in images[:4]]
+        picture = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
+    else:
+        picture = images[0]
+    if picture.shape[1] > max_width:
+        scale = max_width / picture.shape[1]
+        picture = cv2.resize(picture, (max_width, round(picture.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode('.jpg', picture, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError('cannot encode the result picture')
+    return encoded.tobytes()
+
+
+# ------------------------------------------------------------------------------------------------ main
 
 def main(argv=None):
     args = parse_args(argv)
-    import jax
-    import onnxruntime as ort
-    import openvino as ov
-    from flax import nnx
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # TensorFlow's start-up chatter (tf.data only)
+    config = demo_config(args.quick, args.time_budget, args.seed)
+    demo = config.demo
+    out = args.out
+    stage = _Stages()
+    logging.getLogger().setLevel(logging.WARNING)
+    for owned in ('data', 'train', 'eval', 'infer'):   # a rerun starts over (training would resume)
+        shutil.rmtree(out / owned, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f'lwop_jax demo{" (--quick)" if args.quick else ""}: output in {out}; training budget '
+          f'{demo.time_budget:.0f} s; crops {config.crop_size}, batch {config.batch_size}, base lr {config.base_lr:g}')
 
-    from lwop_jax import export, weights
-    from lwop_jax.model import PoseNet
+    stage('data', f'{demo.num_train_images} training + {demo.num_val_images} held-out synthetic images '
+                  f'({demo.image_width}x{demo.image_height}, 1-{demo.max_people} people)')
+    folders = make_data(config, out, args.seed)
+    stage.done('data')
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.weights:
-        model = weights.load_any(args.weights)
-    else:
-        model = PoseNet(num_refinement_stages=1, rngs=nnx.Rngs(0)).set_training(False)
-    print(weights.model_summary(model))
-    checkpoint = weights.save_model(model, args.out / 'checkpoint', source=args.weights or 'seed 0')
-    onnx_path = export.export_onnx(model, args.out / 'lwop.onnx')
-    ir_path = export.export_openvino(onnx_path, args.out / 'openvino')
+    stage('train', f'train_lib.train_and_evaluate on the CPU for ~{demo.time_budget:.0f} s')
+    enable_compilation_cache(out / 'cache' / 'jax')
+    workdir = out / 'train'
+    summary = train(config, folders['train'], workdir)
+    stage.done('train')
+    from lwop_jax import weights
+    checkpoint = weights.resolve_orbax_dir(workdir / 'checkpoints')
 
-    image = demo_image(args.height, args.height * 16 // 9 // 8 * 8)
-    x = ((image.astype(np.float32) - 128) / 256)[None]  # NHWC, the original's normalisation
-    x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    stage('eval', f'COCO keypoint AP on the {demo.num_val_images} held-out images (base height '
+                  f'{demo.eval_base_height})')
+    record = evaluate(checkpoint, folders['val'], out / 'eval', demo.eval_base_height)
+    stage.done('eval')
 
-    forward = jax.jit(lambda inputs: model(inputs)[-1])
-    (jax_heatmaps, jax_pafs), jax_ms = timed(lambda v: jax.block_until_ready(forward(v)), x)
-    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
-    ort_out, ort_ms = timed(session.run, None, {'data': x_nchw})
-    compiled = ov.Core().compile_model(str(ir_path), 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
-    ov_out, ov_ms = timed(lambda v: list(compiled(v).values()), x_nchw)
+    stage('export', 'ONNX')
+    from lwop_jax import export
+    onnx_path = export.export_onnx(weights.load_any(checkpoint), out / 'lwop_demo.onnx')
+    stage.done('export')
 
-    reference = [np.asarray(jax_heatmaps).transpose(0, 3, 1, 2), np.asarray(jax_pafs).transpose(0, 3, 1, 2)]
-    ort_err = max(float(np.abs(a - b).max()) for a, b in zip(ort_out[-2:], reference))
-    ov_err = max(float(np.abs(a - b).max()) for a, b in zip(ov_out[-2:], reference))
-    print(f'orbax checkpoint: {checkpoint}\nONNX: {onnx_path}\nOpenVINO IR: {ir_path}')
-    print(f'input {x_nchw.shape}: JAX {jax_ms:.1f} ms, ONNX Runtime {ort_ms:.1f} ms, OpenVINO {ov_ms:.1f} ms')
-    print(f'last-stage max |difference| vs JAX: ONNX Runtime {ort_err:.2e}, OpenVINO {ov_err:.2e}')
-    ok = ort_err < 1e-3 and ov_err < 1e-3
-    print('runtimes agree' if ok else 'RUNTIMES DISAGREE')
-    return 0 if ok else 1
+    stage('infer', f'infer.py with ONNX Runtime on {demo.num_infer_images} held-out images')
+    detections = json.loads((out / 'eval' / 'detections.json').read_text())
+    images = pick_images(folders['val'], detections, demo.num_infer_images)
+    poses_json = infer(onnx_path, images, out / 'infer', demo.eval_base_height)
+    picture = result_picture([out / 'infer' / p.name for p in images[:4]])
+    (out / 'demo_result.jpg').write_bytes(picture)
+    if args.figure:
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        args.figure.write_bytes(picture)
+    stage.done('infer')
+
+    stats = record['stats']
+    results = {'ap': stats['AP'], 'stats': stats, 'training': summary, 'stage_seconds': stage.seconds,
+               'total_seconds': stage.total, 'quick': args.quick, 'seed': args.seed,
+               'config': json.loads(config.to_json())}
+    (out / 'demo_summary.json').write_text(json.dumps(results, indent=1))
+    print(f'\nDone in {stage.total:.0f} s. Everything is in {out}/:')
+    print(f'  synthetic data      {out / "data"}/{{train,val}}')
+    print(f'  checkpoint          {checkpoint}')
+    print(f'  AP stats            {out / "eval" / "stats.json"} (detections: {out / "eval" / "detections.json"})')
+    print(f'  ONNX model          {onnx_path}')
+    print(f'  drawn images        {out / "infer"}/ (keypoints: {poses_json})')
+    print(f'  result picture      {out / "demo_result.jpg"}' + (f' and {args.figure}' if args.figure else ''))
+    print(f'Held-out AP {stats["AP"]:.3f} (AP50 {stats["AP50"]:.3f}, AR {stats["AR"]:.3f}) after '
+          f'{summary["iterations"]} iterations ({summary["seconds"]:.0f} s of training)'
+          + ('; --quick: a smoke run, the AP means nothing' if args.quick else ''))
+    return 0
 
 
 if __name__ == '__main__':

@@ -688,11 +688,11 @@ def _stand_on(figure, x, feet_y):
     figure.translate((x - center_x, feet_y - low))
 
 
-def place_people(rng, height, width, max_people):
+def place_people(rng, height, width, max_people, min_person_height=MIN_PERSON_HEIGHT):
     """Random people on a ground plane, sorted far (small) to near (large): bigger people stand lower,
     some next to an earlier one (so they overlap), some cut by the image border."""
     count = int(rng.integers(1, max_people + 1))
-    heights = sorted(_log_uniform(rng, MIN_PERSON_HEIGHT, MAX_PERSON_HEIGHT_TO_IMAGE * height) for _ in range(count))
+    heights = sorted(_log_uniform(rng, min_person_height, MAX_PERSON_HEIGHT_TO_IMAGE * height) for _ in range(count))
     horizon = rng.uniform(0.15, 0.5) * height
     # The feet of a person h pixels tall are ~ camera_height * h below the horizon.
     camera_height = rng.uniform(0.7, 1.1)
@@ -822,7 +822,7 @@ def image_rng(seed, index):
 
 
 def render_image(index, seed=0, width=640, height=480, max_people=4, crowd_probability=CROWD_PROBABILITY,
-                 debug=False):
+                 debug=False, min_person_height=MIN_PERSON_HEIGHT):
     """Render image ``index`` of the data set of ``seed``.
 
     Returns:
@@ -842,7 +842,7 @@ def render_image(index, seed=0, width=640, height=480, max_people=4, crowd_proba
     figure_map = np.zeros((height, width), dtype=np.uint8)
     if rng.random() < crowd_probability:
         draw_crowd(rng, image, figure_map, light)
-    figures = place_people(rng, height, width, max_people)
+    figures = place_people(rng, height, width, max_people, min_person_height)
 
     drawn = []  # (figure, label, box, part map of the box)
     for figure in figures:
@@ -894,8 +894,10 @@ def image_file_name(index, image_format='jpg'):
     return f'{index + 1:012d}.{image_format}'
 
 
-def _render_and_write(index, images_dir, seed, width, height, max_people, crowd_probability, image_format):
-    image, annotations = render_image(index, seed, width, height, max_people, crowd_probability)
+def _render_and_write(index, images_dir, seed, width, height, max_people, crowd_probability, image_format,
+                      min_person_height):
+    image, annotations = render_image(index, seed, width, height, max_people, crowd_probability,
+                                      min_person_height=min_person_height)
     file_name = image_file_name(index, image_format)
     parameters = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if image_format == 'jpg' else []
     ok, encoded = cv2.imencode(f'.{image_format}', image, parameters)
@@ -907,7 +909,8 @@ def _render_and_write(index, images_dir, seed, width, height, max_people, crowd_
 
 
 def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_people=4,
-                     crowd_probability=CROWD_PROBABILITY, image_format='jpg', workers=1, progress=False):
+                     crowd_probability=CROWD_PROBABILITY, image_format='jpg', workers=1, progress=False,
+                     min_person_height=MIN_PERSON_HEIGHT):
     """Write a COCO person-keypoints data set: ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``.
 
     Deterministic: the same arguments give the same bytes, whatever ``workers``.
@@ -916,6 +919,7 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
         image_format: 'jpg' (quality JPEG_QUALITY) or 'png'.
         workers: processes rendering images in parallel (1: this process).
         progress: show a tqdm bar.
+        min_person_height: smallest standing height in pixels (heights are log-uniform from it up).
     Returns:
         pathlib.Path of the annotation JSON.
     """
@@ -927,7 +931,8 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
     images_dir = out_dir / 'images'
     images_dir.mkdir(parents=True, exist_ok=True)
     arguments = dict(images_dir=str(images_dir), seed=seed, width=width, height=height, max_people=max_people,
-                     crowd_probability=crowd_probability, image_format=image_format)
+                     crowd_probability=crowd_probability, image_format=image_format,
+                     min_person_height=min_person_height)
     indices = range(num_images)
     pool = None
     if workers > 1:
