@@ -29,3 +29,20 @@ def reference_dir():
 def coco_mini_dir():
     """Path of ../shared/data/coco_val_mini; skips the test when it is absent."""
     return _require(COCO_MINI)
+
+
+@pytest.fixture(scope='session')
+def model_cache(tmp_path_factory):
+    """LWOP_JAX_CACHE pointed at one temporary folder for the session: models converted on the fly
+    (.pth -> ONNX) are made once and shared by the test modules, and nothing goes to the home folder."""
+    cache = tmp_path_factory.mktemp('lwop_jax_cache')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('LWOP_JAX_CACHE', str(cache))
+        yield cache
+
+
+@pytest.fixture(scope='session')
+def overfit_onnx(reference_dir, model_cache):
+    """The trained reference model (lwop_overfit_coco4.pth) as ONNX, converted once per session."""
+    from lwop_jax import runtime
+    return runtime.converted_onnx(reference_dir / 'lwop_overfit_coco4.pth')

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lwop_jax import decode, runtime
+from lwop_jax import decode
 from lwop_jax.estimator import ImageError, PoseEstimator, as_bgr8
 from lwop_jax.results import PoseResult, bounding_boxes, draw_poses
 from lwop_jax.skeleton import INTERNAL_TO_COCO, POSE_VARS
@@ -23,19 +23,6 @@ EXPECTED_PEOPLE = [1, 2, 3, 5]  # the original demo path, images in sorted file-
 # ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def model_cache(tmp_path_factory):
-    """LWOP_JAX_CACHE under pytest's session temp dir (shared with test_infer: one conversion)."""
-    cache = tmp_path_factory.getbasetemp() / 'lwop_jax_cache'
-    previous = os.environ.get('LWOP_JAX_CACHE')
-    os.environ['LWOP_JAX_CACHE'] = str(cache)
-    yield cache
-    if previous is None:
-        del os.environ['LWOP_JAX_CACHE']
-    else:
-        os.environ['LWOP_JAX_CACHE'] = previous
-
-
-@pytest.fixture(scope='module')
 def checkpoint(reference_dir):
     return reference_dir / 'lwop_overfit_coco4.pth'
 
@@ -47,8 +34,8 @@ def ort_estimator(checkpoint, model_cache):
 
 
 @pytest.fixture(scope='module')
-def onnx_path(checkpoint, ort_estimator, model_cache):
-    return runtime.converted_onnx(checkpoint)  # the cached file the estimator made
+def onnx_path(overfit_onnx, ort_estimator):
+    return overfit_onnx  # the cached file the estimator made
 
 
 @pytest.fixture(scope='module')

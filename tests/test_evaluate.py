@@ -8,7 +8,6 @@ within 1e-3 px, scores within 1e-4 + 1e-6 relative (observed 2.1e-5 / 4.4e-5), s
 """
 import importlib.util
 import json
-import os
 import random
 import shutil
 
@@ -44,20 +43,6 @@ def original(reference_dir):
 def jax_backend(reference_dir):
     """One JAX backend for the module: its jit cache (one compile per input shape) is shared."""
     return runtime.load_backend(reference_dir / OVERFIT, 'jax')
-
-
-@pytest.fixture(scope='module')
-def overfit_onnx(reference_dir, tmp_path_factory):
-    """The overfit checkpoint converted to ONNX on the fly, once, into a temporary cache."""
-    previous = os.environ.get('LWOP_JAX_CACHE')
-    os.environ['LWOP_JAX_CACHE'] = str(tmp_path_factory.mktemp('lwop_cache'))
-    try:
-        yield runtime.converted_onnx(reference_dir / OVERFIT)
-    finally:
-        if previous is None:
-            del os.environ['LWOP_JAX_CACHE']
-        else:
-            os.environ['LWOP_JAX_CACHE'] = previous
 
 
 def assert_detections_match(ours, reference, score_rtol=0.0):

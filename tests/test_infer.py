@@ -8,23 +8,13 @@ import numpy as np
 import pytest
 
 import infer
-from lwop_jax import runtime
 from lwop_jax.skeleton import KEYPOINT_NAMES
 
 
 @pytest.fixture(scope='module')
-def model(reference_dir, tmp_path_factory):
-    """The trained checkpoint as ONNX, converted once (cache shared with test_estimator)."""
-    cache = tmp_path_factory.getbasetemp() / 'lwop_jax_cache'
-    previous = os.environ.get('LWOP_JAX_CACHE')
-    os.environ['LWOP_JAX_CACHE'] = str(cache)
-    try:
-        return str(runtime.converted_onnx(reference_dir / 'lwop_overfit_coco4.pth'))
-    finally:
-        if previous is None:
-            del os.environ['LWOP_JAX_CACHE']
-        else:
-            os.environ['LWOP_JAX_CACHE'] = previous
+def model(overfit_onnx):
+    """The trained checkpoint as ONNX (converted once per session, see conftest)."""
+    return str(overfit_onnx)
 
 
 @pytest.fixture(scope='module')

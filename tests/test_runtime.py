@@ -1,5 +1,4 @@
 """The three runtimes give the original's last-stage maps; the ONNX Runtime path stays free of jax/TF."""
-import os
 import subprocess
 import sys
 
@@ -17,16 +16,11 @@ def reference(reference_dir):
 
 
 @pytest.fixture(scope='module')
-def exported(reference_dir, tmp_path_factory):
+def exported(reference_dir, model_cache):
     """ONNX and IR of the seed-0 reference checkpoint, made through the converter's cache path."""
-    cache = tmp_path_factory.mktemp('cache')
-    os.environ['LWOP_JAX_CACHE'] = str(cache)
-    try:
-        onnx_path = runtime.converted_onnx(reference_dir / 'lwop_random_1stage_legacy.pth')
-    finally:
-        del os.environ['LWOP_JAX_CACHE']
     from lwop_jax import export
-    return onnx_path, export.export_openvino(onnx_path, cache / 'ir')
+    onnx_path = runtime.converted_onnx(reference_dir / 'lwop_random_1stage_legacy.pth')
+    return onnx_path, export.export_openvino(onnx_path, model_cache / 'ir')
 
 
 def check_last_stage(backend, reference, case='a'):
