@@ -149,13 +149,11 @@ def converted_onnx(path, num_refinement_stages: int | None = None) -> pathlib.Pa
 def resolve_model_path(path) -> pathlib.Path:
     """An existing file or folder, or a published model's name (e.g. 'coco-370k'), downloaded once."""
     from lwop_jax import hub
-    path = pathlib.Path(path).expanduser()
-    if path.exists():
-        return path
-    if str(path) not in hub.KNOWN_MODELS:
-        raise BackendError(f'{path}: file not found (published models by name: {", ".join(hub.KNOWN_MODELS)})')
     try:
-        return hub.fetch_model(str(path))
+        return hub.resolve_checkpoint(path)
+    except hub.UnknownModelError:
+        raise BackendError(f'{path}: file not found (published models by name: {", ".join(hub.KNOWN_MODELS)})') \
+            from None
     except hub.FetchError as exc:
         raise BackendError(str(exc)) from exc
 
