@@ -10,7 +10,7 @@ detections (COCO results format) and the stats go to JSON files, each written at
 import argparse
 import sys
 
-from lwop_jax import coco_eval, runtime, torch_checkpoint
+from lwop_jax import atomic, coco_eval, runtime, torch_checkpoint
 from lwop_jax.errors import WeightsError
 
 
@@ -93,9 +93,9 @@ def main(argv=None):
             scales=coco_eval.MULTISCALE if args.multiscale else (1,), flip=args.flip,
             max_images=args.max_images, progress=not args.no_progress, visualize_dir=args.visualize,
             skip_missing=args.skip_missing)
-        coco_eval.write_json_atomic(args.output_name, result.detections)
+        atomic.write_json(args.output_name, result.detections)
         if args.stats_json:
-            coco_eval.write_json_atomic(args.stats_json, stats_record(args, backend.name, result), indent=1)
+            atomic.write_json(args.stats_json, stats_record(args, backend.name, result), indent=1)
     except EXPECTED_ERRORS as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

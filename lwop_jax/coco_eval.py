@@ -355,7 +355,7 @@ def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **k
     kwargs.setdefault('progress', False)
     result = evaluate_backend(JaxBackend(model), annotations_json, images_dir, **kwargs)
     if output_path is not None:
-        write_json_atomic(output_path, result.detections)
+        atomic.write_json(output_path, result.detections)
     return result.stats
 
 
@@ -373,11 +373,6 @@ def _require_eval_mode(model):
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
-
-def write_json_atomic(path, obj, indent=None):
-    """Writes obj as JSON atomically (temporary file + os.replace)."""
-    return atomic.write_json(path, obj, indent=indent)
-
 
 def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> dict:
     """scripts/make_val_subset.py: num_images random images (random.Random(seed) shuffle of the image
@@ -398,11 +393,11 @@ def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> di
             by_image.setdefault(annotation['image_id'], []).append(annotation)
     subset['annotations'] = [a for image in images for a in by_image.get(image['id'], [])]
     subset['categories'] = dataset['categories']
-    write_json_atomic(output_json, subset)
+    atomic.write_json(output_json, subset)
     return subset
 
 
 __all__ = ['STAT_NAMES', 'MULTISCALE', 'EvalInputError', 'EvalResult', 'load_annotations', 'select_images',
            'keypoint_category_id', 'locate_images', 'unflip_maps', 'network_maps', 'infer_maps',
            'detect_poses', 'coco_results', 'detect', 'coco_keypoint_stats', 'evaluate_backend',
-           'evaluate_model', 'write_json_atomic', 'make_val_subset']
+           'evaluate_model', 'make_val_subset']

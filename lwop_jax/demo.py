@@ -211,20 +211,20 @@ def train(config, train_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
 def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_height: int) -> dict:
     """COCO keypoint AP of an orbax checkpoint (JAX backend) on the held-out set, as evaluate.py does;
     writes detections.json and stats.json (evaluate.py --stats-json's record) into eval_dir."""
-    from lwop_jax import coco_eval, runtime
+    from lwop_jax import atomic, coco_eval, runtime
     eval_dir.mkdir(parents=True, exist_ok=True)
     labels = val_dir / 'annotations.json'
     backend = runtime.load_backend(checkpoint, 'jax')
     result = coco_eval.evaluate_backend(backend, coco_eval.load_annotations(labels), val_dir / 'images',
                                         base_height=base_height, progress=False)
-    coco_eval.write_json_atomic(eval_dir / 'detections.json', result.detections)
+    atomic.write_json(eval_dir / 'detections.json', result.detections)
     record = {'checkpoint': str(checkpoint), 'backend': backend.name, 'labels': str(labels),
               'multiscale': False, 'scales': [1], 'flip': False, 'base_height': base_height, 'stride': 8,
               'num_images': len(result.image_ids), 'num_detections': len(result.detections),
               'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
               'images_per_second': result.images_per_second, 'stats_order': list(coco_eval.STAT_NAMES),
               'stats': result.stats, 'stats_list': result.stats_list}
-    coco_eval.write_json_atomic(eval_dir / 'stats.json', record, indent=1)
+    atomic.write_json(eval_dir / 'stats.json', record, indent=1)
     print(result.summary, end='')
     if result.note:
         print(f'note: {result.note}')
