@@ -45,17 +45,6 @@ def parse_args(argv=None):
     return args
 
 
-def stats_record(args, backend_name, result):
-    """What --stats-json holds: the stats (by name and as a list) and how they were obtained."""
-    scales = list(coco_eval.MULTISCALE) if args.multiscale else [1]
-    return {'checkpoint': args.checkpoint_path, 'backend': backend_name, 'labels': args.labels,
-            'multiscale': args.multiscale, 'scales': scales, 'flip': args.flip, 'base_height': 368, 'stride': 8,
-            'num_images': len(result.image_ids), 'num_detections': len(result.detections),
-            'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
-            'images_per_second': result.images_per_second,
-            'stats_order': list(coco_eval.STAT_NAMES), 'stats': result.stats, 'stats_list': result.stats_list}
-
-
 def report(result):
     """The pycocotools table, then the skipped files and notes (on stderr)."""
     print(result.summary, end='')
@@ -81,6 +70,7 @@ def main(argv=None):
             return 1
         print(f'{args.output_name}: {len(subset["images"])} images, {len(subset["annotations"])} annotations')
         return 0
+    scales = coco_eval.MULTISCALE if args.multiscale else (1,)
     try:
         # Labels and images are checked first: opening the model may take a conversion.
         dataset = coco_eval.load_annotations(args.labels)
@@ -90,12 +80,13 @@ def main(argv=None):
                                        num_refinement_stages=args.num_refinement_stages)
         result = coco_eval.evaluate_backend(
             backend, dataset, args.images_folder,
-            scales=coco_eval.MULTISCALE if args.multiscale else (1,), flip=args.flip,
-            max_images=args.max_images, progress=not args.no_progress, visualize_dir=args.visualize,
-            skip_missing=args.skip_missing)
+            scales=scales, flip=args.flip, max_images=args.max_images, progress=not args.no_progress,
+            visualize_dir=args.visualize, skip_missing=args.skip_missing)
         atomic.write_json(args.output_name, result.detections)
         if args.stats_json:
-            atomic.write_json(args.stats_json, stats_record(args, backend.name, result), indent=1)
+            atomic.write_json(args.stats_json, coco_eval.stats_record(
+                result, checkpoint=args.checkpoint_path, backend=backend.name, labels=args.labels,
+                scales=scales, flip=args.flip), indent=1)
     except EXPECTED_ERRORS as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

@@ -374,6 +374,17 @@ def _require_eval_mode(model):
 # Files
 # ----------------------------------------------------------------------------------------------
 
+def stats_record(result: 'EvalResult', *, checkpoint, backend, labels, scales=(1,), flip=False,
+                 base_height=VAL_BASE_HEIGHT) -> dict:
+    """The stats JSON (evaluate.py --stats-json): the 10 stats by name and as a list, and how they were got."""
+    return {'checkpoint': str(checkpoint), 'backend': backend, 'labels': str(labels),
+            'multiscale': len(scales) > 1, 'scales': list(scales), 'flip': flip, 'base_height': base_height,
+            'stride': STRIDE, 'num_images': len(result.image_ids), 'num_detections': len(result.detections),
+            'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
+            'images_per_second': result.images_per_second, 'stats_order': list(STAT_NAMES),
+            'stats': result.stats, 'stats_list': result.stats_list}
+
+
 def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> dict:
     """scripts/make_val_subset.py: num_images random images (random.Random(seed) shuffle of the image
     indices) with all their annotations; info, licenses and categories kept. The original shuffles a
@@ -400,4 +411,4 @@ def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> di
 __all__ = ['STAT_NAMES', 'MULTISCALE', 'EvalInputError', 'EvalResult', 'load_annotations', 'select_images',
            'keypoint_category_id', 'locate_images', 'unflip_maps', 'network_maps', 'infer_maps',
            'detect_poses', 'coco_results', 'detect', 'coco_keypoint_stats', 'evaluate_backend',
-           'evaluate_model', 'make_val_subset']
+           'evaluate_model', 'stats_record', 'make_val_subset']

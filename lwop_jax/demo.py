@@ -218,12 +218,8 @@ def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_hei
     result = coco_eval.evaluate_backend(backend, coco_eval.load_annotations(labels), val_dir / 'images',
                                         base_height=base_height, progress=False)
     atomic.write_json(eval_dir / 'detections.json', result.detections)
-    record = {'checkpoint': str(checkpoint), 'backend': backend.name, 'labels': str(labels),
-              'multiscale': False, 'scales': [1], 'flip': False, 'base_height': base_height, 'stride': 8,
-              'num_images': len(result.image_ids), 'num_detections': len(result.detections),
-              'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
-              'images_per_second': result.images_per_second, 'stats_order': list(coco_eval.STAT_NAMES),
-              'stats': result.stats, 'stats_list': result.stats_list}
+    record = coco_eval.stats_record(result, checkpoint=checkpoint, backend=backend.name, labels=labels,
+                                    base_height=base_height)
     atomic.write_json(eval_dir / 'stats.json', record, indent=1)
     print(result.summary, end='')
     if result.note:
