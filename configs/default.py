@@ -36,6 +36,7 @@ def get_config():
     config.sigma = 7.0
     config.paf_thickness = 1.0
     config.augment = True
+    config.max_rotate_degree = 40.0     # Rotate: uniform in +-this many degrees
     config.shuffle = True
     config.num_parallel_calls = -1      # <= 0: tf.data AUTOTUNE
     config.seed = 0                     # model init and data order/augmentation

@@ -359,6 +359,51 @@ def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **k
     return result.stats
 
 
+def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, stride=STRIDE) -> EvalResult:
+    """The AP of perfect network maps: what the stride, the map upsampling, the decoder and OKS leave.
+
+    Each image's annotated people are rendered as the training targets (heatmaps and PAFs at the
+    network's stride, :func:`lwop_jax.targets.render_targets`) at the single-scale evaluation input
+    (``base_height``, padding included), and those maps go through the evaluation path in place of the
+    network's (upsampling, decoding, COCOeval). No model can be expected to beat this on these
+    annotations at this input size; small people (whose OKS tolerates only a pixel or two) pull it down.
+    Missing images stop it (EvalInputError), unreadable ones are skipped and listed. Returns EvalResult.
+    """
+    from .data.coco import convert_keypoints, prepare_keypoints  # NumPy only
+    from .targets import render_targets
+    dataset = annotations_json if isinstance(annotations_json, dict) else load_annotations(annotations_json)
+    category_id = keypoint_category_id(dataset)
+    people = {}
+    for annotation in dataset['annotations']:
+        if annotation.get('category_id') == category_id and not annotation.get('iscrowd') \
+                and annotation.get('num_keypoints', 0) > 0:
+            people.setdefault(annotation['image_id'], []).append(prepare_keypoints(annotation['keypoints']))
+    present, missing = locate_images(dataset, images_dir)
+    detections, evaluated, unreadable = [], [], []
+    start = time.perf_counter()
+    for image_entry, path in present:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            unreadable.append(str(path))
+            continue
+        batch, geometry = preprocess_val(image, base_height, 1.0, stride)
+        keypoints = convert_keypoints(np.reshape(people.get(image_entry['id'], []), (-1, 17, 3)),
+                                      image.shape[1], image.shape[0])
+        top, left = geometry.pad[:2]
+        keypoints[..., 0] = keypoints[..., 0] * geometry.scale + left   # image -> network input pixels
+        keypoints[..., 1] = keypoints[..., 1] * geometry.scale + top
+        heatmaps, pafs = render_targets(keypoints, batch.shape[1], batch.shape[2], stride)
+        maps = (heatmaps[None], pafs[None])   # the "network output" for this image's one pass
+        poses = detect_poses(lambda _, maps=maps: maps, image, base_height, stride=stride)
+        detections.extend(coco_results(poses, image_entry['id'], category_id))
+        evaluated.append(image_entry['id'])
+    if not evaluated:
+        raise EvalInputError(f'no image could be evaluated ({len(unreadable)} unreadable)')
+    stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated)
+    return EvalResult(stats=stats, detections=detections, image_ids=evaluated, missing=missing,
+                      unreadable=unreadable, summary=summary, note=note, seconds=time.perf_counter() - start)
+
+
 def _require_eval_mode(model):
     """A model left in training mode would normalise each image with its own batch statistics and give
     meaningless stats without any error; refuse it instead."""

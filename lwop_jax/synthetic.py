@@ -167,6 +167,7 @@ TORSO_DEPTH_BIAS, NECK_DEPTH_BIAS, HEAD_DEPTH_BIAS = -0.005, -0.003, 0.02
 # People per image and their placement.
 MIN_PERSON_HEIGHT = 40               # pixels, standing height
 MAX_PERSON_HEIGHT_TO_IMAGE = 1.3     # taller people are cut by the image border
+CLUTTER_SHAPES = (3, 15)             # random shapes drawn on the background: uniform in this range
 NEAR_PREVIOUS_PROBABILITY = 0.5      # place a person next to an earlier one, so that they overlap
 MIN_ANNOTATED_AREA = 16              # people with fewer visible pixels are drawn but not annotated
 CROWD_PROBABILITY = 0.25
@@ -588,9 +589,10 @@ def draw_part_map(part_map, figure, origin):
 
 
 # ===================================================================================== background
-def draw_background(rng, height, width):
+def draw_background(rng, height, width, clutter_shapes=CLUTTER_SHAPES):
     """A cluttered BGR background: gradient, smooth noise, maybe a floor split and stripes or tiles
-    (all computed at half resolution, then upscaled: they are smooth), then sharp random shapes."""
+    (all computed at half resolution, then upscaled: they are smooth), then sharp random shapes
+    (their number uniform in the inclusive range ``clutter_shapes``)."""
     low_height, low_width = (height + 1) // 2, (width + 1) // 2
     corners = rng.uniform(0, 255, size=(2, 2, 3)).astype(np.float32)
     image = cv2.resize(corners, (low_width, low_height), interpolation=cv2.INTER_LINEAR)
@@ -603,7 +605,7 @@ def draw_background(rng, height, width):
     if rng.random() < 0.3:  # stripes or tiles
         _add_pattern(rng, image)
     image = cv2.resize(np.clip(image, 0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
-    for _ in range(rng.integers(3, 16)):
+    for _ in range(rng.integers(clutter_shapes[0], clutter_shapes[1] + 1)):
         _draw_random_shape(rng, image)
     return image
 
@@ -688,11 +690,14 @@ def _stand_on(figure, x, feet_y):
     figure.translate((x - center_x, feet_y - low))
 
 
-def place_people(rng, height, width, max_people, min_person_height=MIN_PERSON_HEIGHT):
+def place_people(rng, height, width, max_people, min_person_height=MIN_PERSON_HEIGHT,
+                 max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE, people_inside=False):
     """Random people on a ground plane, sorted far (small) to near (large): bigger people stand lower,
-    some next to an earlier one (so they overlap), some cut by the image border."""
+    some next to an earlier one (so they overlap), some cut by the image border unless
+    ``people_inside`` (then each is moved, as little as needed, to lie wholly inside the image).
+    Standing heights are log-uniform in [min_person_height, max_person_height x image height]."""
     count = int(rng.integers(1, max_people + 1))
-    heights = sorted(_log_uniform(rng, min_person_height, MAX_PERSON_HEIGHT_TO_IMAGE * height) for _ in range(count))
+    heights = sorted(_log_uniform(rng, min_person_height, max_person_height * height) for _ in range(count))
     horizon = rng.uniform(0.15, 0.5) * height
     # The feet of a person h pixels tall are ~ camera_height * h below the horizon.
     camera_height = rng.uniform(0.7, 1.1)
@@ -707,8 +712,19 @@ def place_people(rng, height, width, max_people, min_person_height=MIN_PERSON_HE
             x = rng.uniform(-0.1, 1.1) * width
         feet_y = horizon + height_px * (camera_height + rng.normal(0.0, 0.08))
         _stand_on(figure, x, feet_y)
+        if people_inside:
+            _move_inside(figure, height, width)
         figures.append(figure)
     return figures
+
+
+def _move_inside(figure, height, width):
+    """Translate a figure by the smallest amount that puts its bounds inside the image (per axis, if it fits)."""
+    x0, y0, x1, y1 = figure.bounds()
+    shift = []
+    for low, high, size in ((x0, x1, width), (y0, y1, height)):
+        shift.append(-low if low < 0 else (size - 1 - high if high > size - 1 else 0.0))
+    figure.translate(tuple(shift))
 
 
 def draw_crowd(rng, image, figure_map, light):
@@ -822,7 +838,8 @@ def image_rng(seed, index):
 
 
 def render_image(index, seed=0, width=640, height=480, max_people=4, crowd_probability=CROWD_PROBABILITY,
-                 debug=False, min_person_height=MIN_PERSON_HEIGHT):
+                 debug=False, min_person_height=MIN_PERSON_HEIGHT, max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
+                 people_inside=False, clutter_shapes=CLUTTER_SHAPES):
     """Render image ``index`` of the data set of ``seed``.
 
     Returns:
@@ -836,13 +853,13 @@ def render_image(index, seed=0, width=640, height=480, max_people=4, crowd_proba
     """
     rng = image_rng(seed, index)
     image_id = index + 1
-    image = draw_background(rng, height, width)
+    image = draw_background(rng, height, width, clutter_shapes)
     light_angle = math.radians(-90 + rng.uniform(-60, 60))  # mostly from above
     light = np.array([math.cos(light_angle), math.sin(light_angle)])
     figure_map = np.zeros((height, width), dtype=np.uint8)
     if rng.random() < crowd_probability:
         draw_crowd(rng, image, figure_map, light)
-    figures = place_people(rng, height, width, max_people, min_person_height)
+    figures = place_people(rng, height, width, max_people, min_person_height, max_person_height, people_inside)
 
     drawn = []  # (figure, label, box, part map of the box)
     for figure in figures:
@@ -894,23 +911,22 @@ def image_file_name(index, image_format='jpg'):
     return f'{index + 1:012d}.{image_format}'
 
 
-def _render_and_write(index, images_dir, seed, width, height, max_people, crowd_probability, image_format,
-                      min_person_height):
-    image, annotations = render_image(index, seed, width, height, max_people, crowd_probability,
-                                      min_person_height=min_person_height)
+def _render_and_write(index, images_dir, seed, image_format, **scene):
+    image, annotations = render_image(index, seed, **scene)
     file_name = image_file_name(index, image_format)
     parameters = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if image_format == 'jpg' else []
     ok, encoded = cv2.imencode(f'.{image_format}', image, parameters)
     if not ok:
         raise RuntimeError(f'could not encode {file_name}')
     atomic.write_bytes(pathlib.Path(images_dir) / file_name, encoded.tobytes())
-    entry = {'id': index + 1, 'file_name': file_name, 'width': width, 'height': height}
+    entry = {'id': index + 1, 'file_name': file_name, 'width': image.shape[1], 'height': image.shape[0]}
     return entry, annotations
 
 
 def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_people=4,
                      crowd_probability=CROWD_PROBABILITY, image_format='jpg', workers=1, progress=False,
-                     min_person_height=MIN_PERSON_HEIGHT):
+                     min_person_height=MIN_PERSON_HEIGHT, max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
+                     people_inside=False, clutter_shapes=CLUTTER_SHAPES):
     """Write a COCO person-keypoints data set: ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``.
 
     Deterministic: the same arguments give the same bytes, whatever ``workers``.
@@ -920,6 +936,9 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
         workers: processes rendering images in parallel (1: this process).
         progress: show a tqdm bar.
         min_person_height: smallest standing height in pixels (heights are log-uniform from it up).
+        max_person_height: largest standing height, as a fraction of the image height.
+        people_inside: keep every person wholly inside the image (default: some are cut by its border).
+        clutter_shapes: (fewest, most) random background shapes per image.
     Returns:
         pathlib.Path of the annotation JSON.
     """
@@ -927,12 +946,18 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
     if not 1 <= max_people <= 255 - FIRST_PERSON_LABEL:
         raise ValueError(f'max_people must be in [1, {255 - FIRST_PERSON_LABEL}], got {max_people}')
+    if not 0 <= clutter_shapes[0] <= clutter_shapes[1]:
+        raise ValueError(f'clutter_shapes must be (fewest, most) with 0 <= fewest <= most, got {clutter_shapes}')
+    if not 0 < min_person_height <= max_person_height * height:
+        raise ValueError(f'need 0 < min_person_height ({min_person_height} px) <= max_person_height x height '
+                         f'({max_person_height} x {height} px)')
     out_dir = pathlib.Path(out_dir)
     images_dir = out_dir / 'images'
     images_dir.mkdir(parents=True, exist_ok=True)
     arguments = dict(images_dir=str(images_dir), seed=seed, width=width, height=height, max_people=max_people,
                      crowd_probability=crowd_probability, image_format=image_format,
-                     min_person_height=min_person_height)
+                     min_person_height=min_person_height, max_person_height=max_person_height,
+                     people_inside=people_inside, clutter_shapes=tuple(clutter_shapes))
     indices = range(num_images)
     pool = None
     if workers > 1:
@@ -971,11 +996,19 @@ def main(argv=None):
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--max-people', type=int, default=4)
     parser.add_argument('--crowd-probability', type=float, default=CROWD_PROBABILITY)
+    parser.add_argument('--min-person-height', type=float, default=MIN_PERSON_HEIGHT, help='pixels')
+    parser.add_argument('--max-person-height', type=float, default=MAX_PERSON_HEIGHT_TO_IMAGE,
+                        help='fraction of the image height')
+    parser.add_argument('--people-inside', action='store_true', help='no person cut by the image border')
+    parser.add_argument('--clutter-shapes', type=int, nargs=2, default=CLUTTER_SHAPES, metavar=('FEWEST', 'MOST'),
+                        help='random background shapes per image')
     parser.add_argument('--format', choices=('jpg', 'png'), default='jpg')
     parser.add_argument('--workers', type=int, default=1, help='rendering processes')
     args = parser.parse_args(argv)
     path = generate_dataset(args.out, args.num_images, args.seed, args.width, args.height, args.max_people,
-                            args.crowd_probability, args.format, args.workers, progress=True)
+                            args.crowd_probability, args.format, args.workers, progress=True,
+                            min_person_height=args.min_person_height, max_person_height=args.max_person_height,
+                            people_inside=args.people_inside, clutter_shapes=tuple(args.clutter_shapes))
     print(path)
 
 

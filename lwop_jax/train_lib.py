@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import math
 import pathlib
 import re
@@ -359,7 +358,8 @@ def coco_train_data(config) -> TrainData:
         dataset = pipeline.make_train_dataset(
             labels, config.train_images, batch_size=local_batch_size, crop_size=config.crop_size,
             stride=config.stride, sigma=config.sigma, paf_thickness=config.paf_thickness, seed=config.seed,
-            augment=config.augment, shuffle=config.shuffle, process_index=jax.process_index(),
+            augment=config.augment, max_rotate_degree=config.max_rotate_degree, shuffle=config.shuffle,
+            process_index=jax.process_index(),
             process_count=jax.process_count(), start_step=start_batch,
             num_parallel_calls=config.num_parallel_calls if config.num_parallel_calls > 0 else None)
         return dataset.as_numpy_iterator()
@@ -539,17 +539,13 @@ def default_evaluate_fn(config, workdir) -> Callable | None:
         return None
     try:
         from lwop_jax.coco_eval import evaluate_model
-    except ImportError as error:
+    except ImportError as error:  # pycocotools missing (the [eval] extra)
         logging.warning('validation off: lwop_jax.coco_eval is not importable (%s)', error)
         return None
-
-    # Optional keywords are passed only if this evaluate_model accepts them (it is written separately).
-    accepted = inspect.signature(evaluate_model).parameters
     output = str(pathlib.Path(workdir) / config.val_output_name) if config.val_output_name else None
-    extra = {k: v for k, v in {'output_path': output}.items() if k in accepted}
 
     def evaluate(model):
-        return evaluate_model(model, config.val_labels, config.val_images, **extra)
+        return evaluate_model(model, config.val_labels, config.val_images, output_path=output)
     return evaluate
 
 
@@ -674,7 +670,7 @@ def _train_loop(config, workdir, graphdef, tx, state, mesh, manager, train_data,
         progress.update(1)
         on_log = step % config.log_after == 0 or step == num_steps
         on_checkpoint = step % config.checkpoint_after == 0 or step == num_steps
-        on_val = evaluate_fn is not None and config.val_after > 0 and (step % config.val_after == 0)
+        on_val = evaluate_fn is not None and config.val_after > 0 and (step % config.val_after == 0 or step == num_steps)
         on_image = config.image_summary_after > 0 and step % config.image_summary_after == 0
         if on_log or on_checkpoint or on_val or on_image:
             check(pending)  # never save or report a state produced by a non-finite loss

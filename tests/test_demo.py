@@ -98,4 +98,6 @@ def test_summary_names_ap_and_folder(quick_run):
     summary = json.loads((out / 'demo_summary.json').read_text())
     assert summary['quick'] and summary['training']['iterations'] == QUICK.min_train_steps
     assert summary['ap'] == summary['stats']['AP']
+    # Perfect maps on the held-out set score well above an untrained network (and within [0, 1]).
+    assert summary['ap'] <= summary['ground_truth_ceiling_ap'] <= 1 and summary['ground_truth_ceiling_ap'] > 0.5
     assert set(summary['stage_seconds']) == {'data', 'train', 'eval', 'export', 'infer'}

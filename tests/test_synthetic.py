@@ -218,6 +218,25 @@ def test_images_do_not_depend_on_order():
         assert annotations == forward[index][1]
 
 
+def test_scene_options_keep_people_inside_and_small_enough():
+    """people_inside: no annotated person is cut by the border (bbox inside, no keypoint flagged outside);
+    max_person_height caps the standing height. The default scene does cut people on the same seeds."""
+    options = dict(width=WIDTH, height=HEIGHT, max_people=3, crowd_probability=0.0)
+    cut_by_default = 0
+    for index in range(12):
+        _, default_annotations = synthetic.render_image(index, seed=9, **options)
+        cut_by_default += sum(0 in a['keypoints'][2::3] for a in default_annotations)
+        _, annotations = synthetic.render_image(index, seed=9, people_inside=True, max_person_height=0.8,
+                                                clutter_shapes=(0, 2), **options)
+        assert annotations
+        for annotation in annotations:
+            x, y, w, h = annotation['bbox']
+            assert x >= 0 and y >= 0 and x + w <= WIDTH and y + h <= HEIGHT
+            assert h <= 0.8 * HEIGHT * 1.2  # standing height plus head and limb margins
+            assert 0 not in annotation['keypoints'][2::3], 'a keypoint flagged outside the image'
+    assert cut_by_default > 0, 'the default scene should cut some people (else this test proves nothing)'
+
+
 # ----------------------------------------------------------------------------------------- crowds
 def test_crowd_regions(coco):
     crowds = [a for a in coco.dataset['annotations'] if a['iscrowd']]
@@ -263,13 +282,22 @@ def test_training_label_selection_accepts_it(dataset):
 
 def test_command_line(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'lwop_jax.synthetic', '--out', str(tmp_path), '--num-images', '2',
-                             '--seed', '1', '--width', '160', '--height', '120', '--max-people', '2'],
+                             '--seed', '1', '--width', '160', '--height', '120', '--max-people', '2',
+                             '--people-inside', '--max-person-height', '0.9', '--clutter-shapes', '0', '2'],
                             capture_output=True, text=True, check=True)
     path = tmp_path / 'annotations.json'
     assert str(path) in result.stdout
     coco_json = json.loads(path.read_text())
     assert [image['file_name'] for image in coco_json['images']] == ['000000000001.jpg', '000000000002.jpg']
     assert sorted(p.name for p in (tmp_path / 'images').iterdir()) == ['000000000001.jpg', '000000000002.jpg']
+    assert all(0 not in a['keypoints'][2::3] for a in coco_json['annotations'] if not a['iscrowd'])
+
+
+def test_bad_scene_options_are_refused(tmp_path):
+    with pytest.raises(ValueError, match='clutter_shapes'):
+        synthetic.generate_dataset(tmp_path, 1, clutter_shapes=(5, 2))
+    with pytest.raises(ValueError, match='min_person_height'):
+        synthetic.generate_dataset(tmp_path, 1, height=100, min_person_height=200, max_person_height=0.9)
 
 
 def test_no_jax_or_tensorflow_import():

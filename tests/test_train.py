@@ -275,6 +275,20 @@ def test_a_few_steps_lower_the_loss_and_log_to_tensorboard(coco_mini_dir, tmp_pa
     assert len(stage_tags) == 8
 
 
+def test_validation_runs_every_val_after_and_at_the_last_iteration(tmp_path):
+    """The evaluation hook gets an eval-mode model at iterations 2, 4 and the last one, 5 (a run's final
+    weights are always scored, as the tiny overfit config relies on)."""
+    seen = []
+
+    def record(model):
+        seen.append(all(getattr(m, 'use_running_average', True) for _, m in nnx.iter_modules(model)))
+        return {'AP': 0.5}
+
+    config = small_config(num_train_steps=5, checkpoint_after=5, val_after=2, async_checkpointing=False)
+    train_lib.train_and_evaluate(config, tmp_path, train_data=synthetic_data(), evaluate_fn=record)
+    assert seen == [True, True, True]
+
+
 def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     config = small_config(num_train_steps=5, checkpoint_after=2, keep_checkpoints=2)
     uninterrupted = train_lib.train_and_evaluate(config, tmp_path / 'straight', train_data=synthetic_data(),

@@ -387,7 +387,7 @@ def make_dataset_from_source(source, *, batch_size, config=SampleConfig(), seed=
 def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=8, sigma=7.0,
                        paf_thickness=1.0, seed=0, augment=True, shuffle=True, process_index=0,
                        process_count=1, start_step=0, num_parallel_calls=None, reduced_decode=True,
-                       skipped_images=None):
+                       max_rotate_degree=40.0, skipped_images=None):
     """Infinite, deterministic training dataset of this host's part of every global batch.
 
     Args:
@@ -400,6 +400,7 @@ def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=
         num_parallel_calls: batches made in parallel (None = AUTOTUNE); does not change the output.
             The per-sample Python work shares one GIL (OpenCV's decode/warp release it), so expect
             a few cores' worth per process, not dozens.
+        max_rotate_degree: Rotate's range, +-degrees (the original: 40).
         reduced_decode: decode JPEGs at 1/2..1/8 size when the sampled total scale is <= 1/2..1/8
             (libjpeg DCT scaling averages blocks, so such crops are a little smoother than the
             original's plain bilinear downscale; False reproduces that).
@@ -411,7 +412,8 @@ def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=
         'mask' (B, S/8, S/8) float32 (1 = use in the loss).
     """
     config = SampleConfig(crop_size=crop_size, stride=stride, sigma=sigma, paf_thickness=paf_thickness,
-                          augment=augment, reduced_decode=reduced_decode)
+                          augment=augment, reduced_decode=reduced_decode,
+                          augment_config=augmentation.AugmentConfig(max_rotate_degree=max_rotate_degree))
     return make_dataset_from_source(
         LabelFileSource(labels, images_dir), batch_size=batch_size, config=config, seed=seed,
         shuffle=shuffle, process_index=process_index, process_count=process_count,
