@@ -30,6 +30,9 @@ def parse_args(argv=None):
     parser.add_argument('--multiscale', action='store_true',
                         help=f'average the maps over scales {list(coco_eval.MULTISCALE)}')
     parser.add_argument('--flip', action='store_true', help='also run the mirrored image and average (TTA)')
+    parser.add_argument('--ground-truth-ceiling', action='store_true',
+                        help='also report the AP of perfect stride-8 maps on the same images (the ground truth '
+                             'rendered as training targets and decoded): what the stride, decoder and OKS leave')
     parser.add_argument('--visualize', metavar='DIR', help='save every image with its detected poses in DIR')
     parser.add_argument('--max-images', type=int, help='evaluate only the first N images of the labels')
     parser.add_argument('--skip-missing', action='store_true',
@@ -87,10 +90,15 @@ def main(argv=None):
             atomic.write_json(args.stats_json, coco_eval.stats_record(
                 result, checkpoint=args.checkpoint_path, backend=backend.name, labels=args.labels,
                 scales=scales, flip=args.flip), indent=1)
+        ceiling = (coco_eval.ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids)
+                   if args.ground_truth_ceiling else None)
     except EXPECTED_ERRORS as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     report(result)
+    if ceiling is not None:
+        print(f'ground-truth ceiling (perfect stride-8 maps, single scale, same {len(ceiling.image_ids)} images): '
+              f'AP {ceiling.stats["AP"]:.3f}, AP50 {ceiling.stats["AP50"]:.3f}, AR {ceiling.stats["AR"]:.3f}')
     return 0
 
 

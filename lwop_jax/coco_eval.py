@@ -359,7 +359,8 @@ def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **k
     return result.stats
 
 
-def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, stride=STRIDE) -> EvalResult:
+def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, stride=STRIDE,
+                         image_ids=None) -> EvalResult:
     """The AP of perfect network maps: what the stride, the map upsampling, the decoder and OKS leave.
 
     Each image's annotated people are rendered as the training targets (heatmaps and PAFs at the
@@ -367,7 +368,8 @@ def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_H
     (``base_height``, padding included), and those maps go through the evaluation path in place of the
     network's (upsampling, decoding, COCOeval). No model can be expected to beat this on these
     annotations at this input size; small people (whose OKS tolerates only a pixel or two) pull it down.
-    Missing images stop it (EvalInputError), unreadable ones are skipped and listed. Returns EvalResult.
+    image_ids: only these images (e.g. those a model evaluation scored). Missing images stop it
+    (EvalInputError), unreadable ones are skipped and listed. Returns EvalResult.
     """
     from .data.coco import convert_keypoints, prepare_keypoints  # NumPy only
     from .targets import render_targets
@@ -378,7 +380,7 @@ def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_H
         if annotation.get('category_id') == category_id and not annotation.get('iscrowd') \
                 and annotation.get('num_keypoints', 0) > 0:
             people.setdefault(annotation['image_id'], []).append(prepare_keypoints(annotation['keypoints']))
-    present, missing = locate_images(dataset, images_dir)
+    present, missing = locate_images(dataset, images_dir, image_ids)
     detections, evaluated, unreadable = [], [], []
     start = time.perf_counter()
     for image_entry, path in present:

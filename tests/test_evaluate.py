@@ -109,10 +109,11 @@ def test_cli_onnxruntime_matches_original_val(overfit_onnx, mini, original, tmp_
     detections_json, stats_json = tmp_path / 'out' / 'detections.json', tmp_path / 'out' / 'stats.json'
     rc = evaluate.main(['--labels', str(mini[0]), '--images-folder', str(mini[1]), '--checkpoint-path',
                         str(overfit_onnx), '--output-name', str(detections_json), '--stats-json', str(stats_json),
-                        '--threads', '2', '--no-progress'])
+                        '--threads', '2', '--no-progress', '--ground-truth-ceiling'])
     out = capsys.readouterr().out
     assert rc == 0
     assert out.count('Average Precision') == 5 and out.count('Average Recall') == 5
+    assert 'ground-truth ceiling (perfect stride-8 maps, single scale, same 4 images): AP 0.964' in out
     assert_detections_match(json.loads(detections_json.read_text()), original[0], score_rtol=1e-6)
     record = json.loads(stats_json.read_text())
     assert record['backend'] == 'onnxruntime' and record['num_images'] == 4 and record['num_detections'] == 12
