@@ -301,24 +301,18 @@ def _save_visualization(image, poses, file_name, visualize_dir):
         raise OSError(f'{target}: cannot write the visualization')
 
 
-def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, scales=(1,),
-                     flip=False, max_images=None, image_ids=None, progress=True, visualize_dir=None,
-                     skip_missing=False) -> EvalResult:
-    """Runs ``backend`` on the annotated images and scores the detections with COCOeval.
-
-    backend: callable (1, Hp, Wp, 3) float32 -> last-stage maps NHWC (see runtime.load_backend).
-    annotations_json: the annotation file's path, or its already loaded dict. Images come from its
-    ``images`` (ids from there), optionally restricted to image_ids and/or the first max_images.
-    Missing files stop the run (EvalInputError) unless skip_missing; unreadable files are skipped and
-    listed. visualize_dir: save each image there with its poses drawn. Returns EvalResult.
-    """
+def _as_dataset(annotations_json) -> dict:
+    """An annotation file's path, or its already loaded dict (checked the same way)."""
     if isinstance(annotations_json, dict):
-        dataset = annotations_json
-        _check_person_keypoints('annotations', dataset)
-    else:
-        dataset = load_annotations(annotations_json)
+        _check_person_keypoints('annotations', annotations_json)
+        return annotations_json
+    return load_annotations(annotations_json)
+
+
+def _score_images(dataset, present, missing, poses_of, *, progress=False, visualize_dir=None) -> EvalResult:
+    """Detections of ``poses_of(image, image_entry) -> decode.Poses`` on each readable image of
+    ``present`` (unreadable ones are skipped and listed), scored with COCOeval over those images."""
     category_id = keypoint_category_id(dataset)
-    present, missing = locate_images(dataset, images_dir, image_ids, max_images, skip_missing)
     if visualize_dir is not None:
         os.makedirs(visualize_dir, exist_ok=True)
     detections, evaluated, unreadable = [], [], []
@@ -329,7 +323,7 @@ def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_B
             if image is None:
                 unreadable.append(str(path))
             else:
-                poses = detect_poses(backend, image, base_height, scales, flip)
+                poses = poses_of(image, image_entry)
                 detections.extend(coco_results(poses, image_entry['id'], category_id))
                 evaluated.append(image_entry['id'])
                 if visualize_dir is not None:
@@ -341,6 +335,24 @@ def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_B
     stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated)
     return EvalResult(stats=stats, detections=detections, image_ids=evaluated, missing=missing,
                       unreadable=unreadable, summary=summary, note=note, seconds=seconds)
+
+
+def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, scales=(1,),
+                     flip=False, max_images=None, image_ids=None, progress=True, visualize_dir=None,
+                     skip_missing=False) -> EvalResult:
+    """Runs ``backend`` on the annotated images and scores the detections with COCOeval.
+
+    backend: callable (1, Hp, Wp, 3) float32 -> last-stage maps NHWC (see runtime.load_backend).
+    annotations_json: the annotation file's path, or its already loaded dict. Images come from its
+    ``images`` (ids from there), optionally restricted to image_ids and/or the first max_images.
+    Missing files stop the run (EvalInputError) unless skip_missing; unreadable files are skipped and
+    listed. visualize_dir: save each image there with its poses drawn. Returns EvalResult.
+    """
+    dataset = _as_dataset(annotations_json)
+    present, missing = locate_images(dataset, images_dir, image_ids, max_images, skip_missing)
+    return _score_images(dataset, present, missing,
+                         lambda image, _: detect_poses(backend, image, base_height, scales, flip),
+                         progress=progress, visualize_dir=visualize_dir)
 
 
 def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **kwargs) -> dict:
@@ -373,21 +385,15 @@ def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_H
     """
     from .data.coco import convert_keypoints, prepare_keypoints  # NumPy only
     from .targets import render_targets
-    dataset = annotations_json if isinstance(annotations_json, dict) else load_annotations(annotations_json)
+    dataset = _as_dataset(annotations_json)
     category_id = keypoint_category_id(dataset)
     people = {}
     for annotation in dataset['annotations']:
         if annotation.get('category_id') == category_id and not annotation.get('iscrowd') \
                 and annotation.get('num_keypoints', 0) > 0:
             people.setdefault(annotation['image_id'], []).append(prepare_keypoints(annotation['keypoints']))
-    present, missing = locate_images(dataset, images_dir, image_ids)
-    detections, evaluated, unreadable = [], [], []
-    start = time.perf_counter()
-    for image_entry, path in present:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            unreadable.append(str(path))
-            continue
+
+    def perfect_poses(image, image_entry):
         batch, geometry = preprocess_val(image, base_height, 1.0, stride)
         keypoints = convert_keypoints(np.reshape(people.get(image_entry['id'], []), (-1, 17, 3)),
                                       image.shape[1], image.shape[0])
@@ -395,15 +401,11 @@ def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_H
         keypoints[..., 0] = keypoints[..., 0] * geometry.scale + left   # image -> network input pixels
         keypoints[..., 1] = keypoints[..., 1] * geometry.scale + top
         heatmaps, pafs = render_targets(keypoints, batch.shape[1], batch.shape[2], stride)
-        maps = (heatmaps[None], pafs[None])   # the "network output" for this image's one pass
-        poses = detect_poses(lambda _, maps=maps: maps, image, base_height, stride=stride)
-        detections.extend(coco_results(poses, image_entry['id'], category_id))
-        evaluated.append(image_entry['id'])
-    if not evaluated:
-        raise EvalInputError(f'no image could be evaluated ({len(unreadable)} unreadable)')
-    stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated)
-    return EvalResult(stats=stats, detections=detections, image_ids=evaluated, missing=missing,
-                      unreadable=unreadable, summary=summary, note=note, seconds=time.perf_counter() - start)
+        # network_maps' single-scale path, with these maps as the network's output
+        return decode(upsample_val_maps(heatmaps, geometry, stride), upsample_val_maps(pafs, geometry, stride))
+
+    present, missing = locate_images(dataset, images_dir, image_ids)
+    return _score_images(dataset, present, missing, perfect_poses)
 
 
 def _require_eval_mode(model):
