@@ -16,6 +16,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    from lwop_jax import host_heap
+    host_heap.keep_freed_memory()  # before JAX starts its threads; see lwop_jax/host_heap.py
     from lwop_jax import train_lib  # after flag parsing: --help stays fast
     logging.info('config:\n%s', FLAGS.config)
     if 'stage_order' in FLAGS.config:

@@ -8,10 +8,10 @@ every accelerator present too. Baseline: the original PyTorch step on the same 2
 The CPU is shared: the median of --steps timed steps is reported, with the minimum.
 
 Where CPU time goes (jax.profiler trace of one step, per HLO op): the 3x3 128->128 convs (their kernel
-gradients most), the pointwise matmuls, the depthwise shifted products, and page faults: XLA:CPU
-mallocs the step's temporaries (2.3 GB) afresh on every call, glibc serves that with a new mmap, and
-touching it costs ~0.8M minor faults (~1-2 s of system time) per step. Running with
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for malloc) cuts those faults ~5x.
+gradients most), the pointwise matmuls, the depthwise shifted products. XLA:CPU mallocs the step's
+temporaries (2.3 GB) afresh on every call; by default glibc maps and unmaps them each step (~0.3M page
+faults, 4.15 s per step). Like train.py, this script first calls ``host_heap.keep_freed_memory`` (the
+heap keeps them: 3.46 s); ``LWOP_JAX_KEEP_FREED_MEMORY=0`` measures without it.
 """
 import argparse
 import statistics
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lwop_jax import train_lib
+from lwop_jax import host_heap, train_lib
 from lwop_jax.model import PoseNet
 
 ORIGINAL_CPU_IMAGES_PER_SEC = 2.29
@@ -66,7 +66,8 @@ def main():
     parser.add_argument('--gpu-batch', type=int, default=80, help='also time this batch on accelerators')
     parser.add_argument('--skip-cpu', action='store_true', help='time accelerators only')
     args = parser.parse_args()
-    print(f'jax {jax.__version__}, devices: {jax.devices()}')
+    kept = host_heap.keep_freed_memory()  # before jax.devices() starts the CPU client's threads
+    print(f'jax {jax.__version__}, devices: {jax.devices()}; freed host memory kept: {kept}')
     print(f'train step, {args.size}x{args.size}, {args.stages} refinement stage(s), compile excluded')
     print(f'{"device":<28}{"dtype":<10}{"batch":>6}{"compile s":>11}{"median s":>10}{"min s":>8}'
           f'{"images/s":>10}{"vs original CPU":>17}')

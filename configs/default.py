@@ -43,6 +43,8 @@ def get_config():
 
     # Model.
     config.num_refinement_stages = 1
+    config.backbone_width = 1.0         # MobileNet width multiplier; the original (and its checkpoints): 1.0
+    config.num_channels = 128           # CPM and stage channels; the original: 128
     config.compute_dtype = 'float32'    # or 'bfloat16' (parameters, BatchNorm and loss stay float32)
     config.init_from = ''               # .pth / orbax checkpoint (weights only) or MobileNet ImageNet file
     config.from_mobilenet = False       # init_from is mobilenet_sgd_68.848.pth.tar: backbone only

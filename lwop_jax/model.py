@@ -256,23 +256,32 @@ def conv_dw_no_bn(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1,
     ])
 
 
-def mobilenet_backbone(*, dtype=None, rngs):
-    """Dilated MobileNet-v1 up to conv5_5 (stride 8): 12 blocks, ``model.0`` .. ``model.11``."""
+def mobilenet_backbone(width: float = 1.0, *, dtype=None, rngs):
+    """Dilated MobileNet-v1 up to conv5_5 (stride 8): 12 blocks, ``model.0`` .. ``model.11``.
+
+    ``width`` multiplies every block's channels (MobileNet's width multiplier; the original: 1.0).
+    """
     kw = dict(dtype=dtype, rngs=rngs)
+    c32, c64, c128, c256, c512 = (backbone_channels(c, width) for c in (32, 64, 128, 256, 512))
     return Sequential([
-        conv(3, 32, stride=2, bias=False, **kw),
-        conv_dw(32, 64, **kw),
-        conv_dw(64, 128, stride=2, **kw),
-        conv_dw(128, 128, **kw),
-        conv_dw(128, 256, stride=2, **kw),
-        conv_dw(256, 256, **kw),
-        conv_dw(256, 512, **kw),                        # conv4_2: stride 1 keeps the output at stride 8
-        conv_dw(512, 512, dilation=2, padding=2, **kw),  # ... and dilation 2 keeps the receptive field
-        conv_dw(512, 512, **kw),
-        conv_dw(512, 512, **kw),
-        conv_dw(512, 512, **kw),
-        conv_dw(512, 512, **kw),                        # conv5_5
+        conv(3, c32, stride=2, bias=False, **kw),
+        conv_dw(c32, c64, **kw),
+        conv_dw(c64, c128, stride=2, **kw),
+        conv_dw(c128, c128, **kw),
+        conv_dw(c128, c256, stride=2, **kw),
+        conv_dw(c256, c256, **kw),
+        conv_dw(c256, c512, **kw),                        # conv4_2: stride 1 keeps the output at stride 8
+        conv_dw(c512, c512, dilation=2, padding=2, **kw),  # ... and dilation 2 keeps the receptive field
+        conv_dw(c512, c512, **kw),
+        conv_dw(c512, c512, **kw),
+        conv_dw(c512, c512, **kw),
+        conv_dw(c512, c512, **kw),                        # conv5_5
     ])
+
+
+def backbone_channels(channels: int, width: float) -> int:
+    """A backbone block's channels at a width multiplier: rounded, at least 8."""
+    return max(8, int(round(channels * width)))
 
 
 class Cpm(nnx.Module):
@@ -341,20 +350,24 @@ class PoseNet(nnx.Module):
     ``model(x)`` with ``x`` (N, H, W, 3) float32 returns a list with one ``(heatmaps, pafs)`` pair per
     stage, shapes (N, H/8, W/8, 19) and (N, H/8, W/8, 38), float32. The last pair is what inference uses.
     ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters, BatchNorm and outputs.
+    ``backbone_width`` (MobileNet's width multiplier) and ``num_channels`` (CPM and stages) make smaller
+    networks, e.g. for the CPU demo; the original and its checkpoints are 1.0 and 128.
     """
 
     def __init__(self, num_refinement_stages: int = 1, num_channels: int = 128,
                  num_heatmaps: int = skeleton.NUM_HEATMAPS, num_pafs: int = skeleton.NUM_PAFS,
-                 *, dtype=None, rngs: nnx.Rngs | None = None):
+                 *, backbone_width: float = 1.0, dtype=None, rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         kw = dict(dtype=dtype, rngs=rngs)
-        self.model = mobilenet_backbone(**kw)
-        self.cpm = Cpm(512, num_channels, **kw)
+        self.model = mobilenet_backbone(backbone_width, **kw)
+        self.cpm = Cpm(backbone_channels(512, backbone_width), num_channels, **kw)
         self.initial_stage = InitialStage(num_channels, num_heatmaps, num_pafs, **kw)
         self.refinement_stages = nnx.List([
             RefinementStage(num_channels + num_heatmaps + num_pafs, num_channels, num_heatmaps, num_pafs, **kw)
             for _ in range(num_refinement_stages)])
         self.num_refinement_stages = num_refinement_stages
+        self.num_channels = num_channels
+        self.backbone_width = backbone_width
         self.layout = 'NHWC'
 
     def __call__(self, x):

@@ -254,7 +254,7 @@ def model_from_state(graphdef: nnx.GraphDef, state: TrainState, *, num_refinemen
     k = trained.num_refinement_stages if num_refinement_stages is None else num_refinement_stages
     arrays = {key: np.asarray(jax.device_get(var.get_value())) for key, var in weights.variables(trained).items()
               if not (m := re.match(r'refinement_stages\.(\d+)\.', key)) or int(m.group(1)) < k}
-    model = weights.empty_model(k)
+    model = weights.empty_model(k, **weights.model_size(trained))
     weights.assign(model, arrays, 'training state')
     return model.set_training(training)
 
@@ -381,7 +381,8 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
     dtypes = {'float32': None, 'bfloat16': jnp.bfloat16}
     if config.compute_dtype not in dtypes:
         raise ValueError(f'compute_dtype must be one of {sorted(dtypes)}, not {config.compute_dtype!r}')
-    model = PoseNet(num_refinement_stages=config.num_refinement_stages, dtype=dtypes[config.compute_dtype],
+    model = PoseNet(num_refinement_stages=config.num_refinement_stages, num_channels=config.num_channels,
+                    backbone_width=config.backbone_width, dtype=dtypes[config.compute_dtype],
                     rngs=nnx.Rngs(config.seed))
     if not load_init_weights:
         return model
@@ -436,6 +437,7 @@ def save_checkpoint(manager, graphdef, state: TrainState, data_position: dict, c
     step = int(jax.device_get(state.step))
     meta = {'format': weights.FORMAT_NAME, 'version': weights.FORMAT_VERSION,
             'num_refinement_stages': config.num_refinement_stages, 'step': step,
+            'backbone_width': config.backbone_width, 'num_channels': config.num_channels,
             'eval_num_refinement_stages': config.eval_num_refinement_stages or config.num_refinement_stages}
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}
     manager.save(step, args=ocp.args.Composite(

@@ -90,9 +90,18 @@ def assign(model: nnx.Module, arrays: dict[str, np.ndarray], source: str, *, str
     return list(arrays)
 
 
-def empty_model(num_refinement_stages: int, dtype=None) -> PoseNet:
-    """A PoseNet whose variables are shapes only (no random init: fast), to be filled by :func:`assign`."""
-    return nnx.eval_shape(lambda: PoseNet(num_refinement_stages=num_refinement_stages, dtype=dtype))
+def empty_model(num_refinement_stages: int, dtype=None, **size) -> PoseNet:
+    """A PoseNet whose variables are shapes only (no random init: fast), to be filled by :func:`assign`.
+
+    ``size``: PoseNet's ``backbone_width`` / ``num_channels`` (see :func:`model_size`); default: the original's.
+    """
+    return nnx.eval_shape(lambda: PoseNet(num_refinement_stages=num_refinement_stages, dtype=dtype, **size))
+
+
+def model_size(model_or_meta) -> dict:
+    """``backbone_width`` and ``num_channels`` of a PoseNet or of checkpoint metadata (older: the original's)."""
+    get = model_or_meta.get if isinstance(model_or_meta, dict) else lambda key, default: getattr(model_or_meta, key, default)
+    return {'backbone_width': float(get('backbone_width', 1.0)), 'num_channels': int(get('num_channels', 128))}
 
 
 def torch_to_nnx(state_dict: dict[str, np.ndarray], model: PoseNet, source: str,
@@ -176,7 +185,7 @@ def init_backbone_from_mobilenet(model: PoseNet, path) -> str:
 
 def model_meta(model: PoseNet, **extra) -> dict:
     return {'format': FORMAT_NAME, 'version': FORMAT_VERSION,
-            'num_refinement_stages': model.num_refinement_stages, **extra}
+            'num_refinement_stages': model.num_refinement_stages, **model_size(model), **extra}
 
 
 def _composite_checkpointer():
@@ -238,7 +247,7 @@ def load_model(path, *, num_refinement_stages: int | None = None, dtype=None) ->
     flat = {_key(path): np.asarray(leaf) for path, leaf in _flatten_dict(restored['model'])}
     flat = {k2: v for k2, v in flat.items()
             if not (m := re.match(r'refinement_stages\.(\d+)\.', k2)) or int(m.group(1)) < k}
-    model = empty_model(k, dtype)
+    model = empty_model(k, dtype, **model_size(meta))
     assign(model, flat, str(directory))
     return model.set_training(False)
 

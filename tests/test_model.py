@@ -132,6 +132,28 @@ def test_orbax_round_trip(tmp_path, legacy_model, reference):
         np.testing.assert_array_equal(a, b)
 
 
+def test_smaller_network_round_trips_with_its_size(tmp_path):
+    """backbone_width / num_channels (the demo's smaller network) are stored in the checkpoint and
+    rebuild the same network; a torch checkpoint of the original does not fit it (strict shapes)."""
+    model = PoseNet(0, num_channels=64, backbone_width=0.5, rngs=nnx.Rngs(3)).set_training(False)
+    shapes = {k: v.get_value().shape for k, v in weights.variables(model).items()}
+    assert shapes['model.11.3.kernel'] == (1, 1, 256, 256)      # conv5_5 pointwise: 512 x 0.5
+    assert shapes['cpm.align.0.kernel'] == (1, 1, 256, 64)
+    assert shapes['initial_stage.trunk.0.0.kernel'] == (3, 3, 64, 64)
+    directory = weights.save_model(model, tmp_path / 'small')
+    meta = weights.read_orbax_meta(directory)
+    assert (meta['backbone_width'], meta['num_channels']) == (0.5, 64)
+    restored = weights.load_any(directory)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 40, 48, 3)).astype(np.float32))
+    for (h1, p1), (h2, p2) in zip(model(x), restored(x)):
+        np.testing.assert_array_equal(h1, h2)
+        np.testing.assert_array_equal(p1, p2)
+    original = PoseNet(0, rngs=nnx.Rngs(0))
+    arrays = {k: np.asarray(v.get_value()) for k, v in weights.variables(original).items()}
+    with pytest.raises(weights.WeightsError, match='wrong shape'):
+        weights.assign(restored, arrays, 'original-size weights')
+
+
 def test_orbax_loader_rejects_foreign_folders(tmp_path):
     (tmp_path / 'empty').mkdir()
     with pytest.raises(weights.WeightsError, match='not an lwop_jax orbax checkpoint'):
