@@ -60,6 +60,10 @@ def test_stats_json_has_the_ten_stats(quick_run):
     assert all(-1 <= v <= 1 for v in record['stats_list'])
     assert record['num_images'] == QUICK.num_val_images and record['base_height'] == QUICK.eval_base_height
     assert isinstance(json.loads((out / 'eval' / 'detections.json').read_text()), list)
+    flip = json.loads((out / 'eval' / 'flip_stats.json').read_text())   # demo.flip_test
+    assert flip['flip'] and not record['flip'] and list(flip['stats']) == STAT_NAMES
+    summary = json.loads((out / 'demo_summary.json').read_text())
+    assert summary['flip_test_ap'] == flip['stats']['AP']
 
 
 def test_onnx_model_runs(quick_run):
