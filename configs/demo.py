@@ -25,13 +25,15 @@ calibration (as the original's reference overfit run did). Each new training ste
 drop is one of its constants) is compiled in a child process into a persistent XLA cache in OUT/cache:
 a process that compiled the step itself runs it 20-30 % slower (see demo.compile_in_child).
 
-Measured (2 shared CPU cores), this config: the whole demo 8m31s (``/usr/bin/time``); training 482 s for
-4529 iterations (0.09-0.11 s each; two child compilations of 19 s each); held-out AP 0.270 (AP50 0.576,
-AR 0.302); with the flip test 0.287; ceiling 0.822. The target AP 0.3 is not reached. Curve (held-out
-AP / AP50, eval height 192; lr dropped near 3190): 2400 its 0.149 / 0.426, 3000 0.185 / 0.535, 3300
-0.233 / 0.568, 3600 0.264 / 0.594, 3990 0.258 / 0.597, 4200 0.269 / 0.594, 4529 0.270 / 0.576: after the
-drop it levels off near 0.26-0.27. Before the child compilation (steps 0.11-0.12 s), 500 s of training
-gave 3927 iterations and 0.242, or 4360 iterations and 0.279 in 528 s (over the budget).
+Measured (2 shared CPU cores), this config: README's first command from a fresh clone (venv, pip install
+with a warm pip cache, demo) 9m33s, the demo itself 8m11s; training 465 s for 4403 iterations (0.08-0.09
+s each; two child compilations, 20 s and 27 s); held-out AP 0.273 (AP50 0.642, AR 0.311); with the flip
+test 0.291; ceiling 0.822. The target AP 0.3 is not reached. With a 480 s budget: the demo 8m31s, 4529
+iterations, AP 0.270 (flip test 0.287); its curve (held-out AP / AP50, eval height 192; lr dropped near
+3190): 2400 its 0.149 / 0.426, 3000 0.185 / 0.535, 3300 0.233 / 0.568, 3600 0.264 / 0.594, 3990 0.258 /
+0.597, 4200 0.269 / 0.594, 4529 0.270 / 0.576: after the drop it levels off near 0.26-0.27. Before the
+child compilation (steps 0.11-0.12 s), 500 s of training gave 3927 iterations and 0.242, or 4360
+iterations and 0.279 in 528 s (over the budget).
 Tried (each a full demo run, 450 s budget): crops 80 (4617 its) 0.207; batch 4 (5000 its) 0.189; lr drop
 at 60 % 0.194; base lr 2e-3 0.217; people from 134 px (label size 320) 0.187; the full-width backbone
 with people from 80 px (label size 256, 1810 its) 0.123, and the half width there 0.148 (3381 its).
