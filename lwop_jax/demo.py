@@ -9,7 +9,7 @@ Stages (settings in configs/demo.py; nothing is downloaded):
 2. train:  ``train_lib.train_and_evaluate`` (tf.data pipeline, the original's Adam groups, orbax
            checkpoints in ``OUT/train/checkpoints``), from scratch, for ``--time-budget`` seconds: a short
            calibration run times an iteration, then training resumes from its checkpoint up to the step
-           the rest of the budget allows (learning rate x0.333 once, at 80 % of it);
+           the rest of the budget allows (learning rate x0.333 once, at 90 % of it);
 3. eval:   COCO keypoint AP of the last checkpoint on the held-out set (lwop_jax.coco_eval, the
            evaluate.py path): ``OUT/eval/detections.json`` and ``OUT/eval/stats.json`` (the 10 stats);
            the same with the flip test in ``OUT/eval/flip_stats.json`` (``demo.flip_test``); and
@@ -220,7 +220,7 @@ def train(config, train_dir: pathlib.Path, workdir: pathlib.Path, cache_dir: pat
         call_start, first = time.perf_counter(), len(data.request_times)
         if len(calls) == 1:
             # One x lr_drop_factor drop at demo.lr_drop_at of the iterations planned after the calibration
-            # (as the original's reference overfit run); a top-up call keeps it where it is.
+            # (the original's reference overfit run: one drop at 80 %); a top-up call keeps it where it is.
             drop_epoch = max(1, round(demo.lr_drop_at * target / iterations_per_epoch))
         with config.unlocked():
             config.num_train_steps = target
