@@ -21,9 +21,10 @@ with ``label_net_input_size`` 288 (the original hard-codes 368), so target_dist 
 the time budget: a short calibration call times an iteration (mean pace of its last two thirds), then
 training resumes from its checkpoint up to the iteration the rest of the budget allows, and a top-up
 call uses what is left; the learning rate drops x0.333 once, at 90 % of the iterations planned after the
-calibration (the original's reference overfit run dropped it at 80 %; later is better here, see below). Each new training step (the learning-rate
-drop is one of its constants) is compiled in a child process into a persistent XLA cache in OUT/cache:
-a process that compiled the step itself runs it 20-30 % slower (see demo.compile_in_child).
+calibration (the original's reference overfit run dropped it at 80 %; later is better here, see below).
+Each new training step (the learning-rate drop is one of its constants) is compiled in a child process
+into a persistent XLA cache in OUT/cache: a process that compiled the step itself runs it 20-30 % slower
+(see demo.compile_in_child).
 
 Measured (2 shared CPU cores), this config: the demo 8m19s (``time``); training 469 s for 4321 iterations
 (0.09-0.10 s each; two child compilations, 19 s and 16 s); held-out AP 0.289 (AP50 0.620, AR 0.328);

@@ -274,21 +274,22 @@ def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_hei
     labels = val_dir / 'annotations.json'
     backend = runtime.load_backend(checkpoint, 'jax')
     dataset = coco_eval.load_annotations(labels)
-    result = coco_eval.evaluate_backend(backend, dataset, val_dir / 'images', base_height=base_height,
-                                        progress=False)
+
+    def score(flip, stats_name):
+        result = coco_eval.evaluate_backend(backend, dataset, val_dir / 'images', base_height=base_height,
+                                            flip=flip, progress=False)
+        record = coco_eval.stats_record(result, checkpoint=checkpoint, backend=backend.name, labels=labels,
+                                        base_height=base_height, flip=flip)
+        atomic.write_json(eval_dir / stats_name, record, indent=1)
+        return result, record
+
+    result, record = score(False, 'stats.json')
     atomic.write_json(eval_dir / 'detections.json', result.detections)
-    record = coco_eval.stats_record(result, checkpoint=checkpoint, backend=backend.name, labels=labels,
-                                    base_height=base_height)
-    atomic.write_json(eval_dir / 'stats.json', record, indent=1)
     print(result.summary, end='')
     if result.note:
         print(f'note: {result.note}')
     if flip_test:
-        flipped = coco_eval.evaluate_backend(backend, dataset, val_dir / 'images', base_height=base_height,
-                                             flip=True, progress=False)
-        flip_record = coco_eval.stats_record(flipped, checkpoint=checkpoint, backend=backend.name,
-                                             labels=labels, base_height=base_height, flip=True)
-        atomic.write_json(eval_dir / 'flip_stats.json', flip_record, indent=1)
+        flipped, flip_record = score(True, 'flip_stats.json')
         record['flip_stats'] = flip_record['stats']
         print(f'   with the flip test (evaluate.py --flip): AP {flipped.stats["AP"]:.3f} '
               f'(AP50 {flipped.stats["AP50"]:.3f}, AR {flipped.stats["AR"]:.3f})')
