@@ -44,6 +44,7 @@ def get_config():
     # Model.
     config.num_refinement_stages = 1
     config.backbone_width = 1.0         # MobileNet width multiplier; the original (and its checkpoints): 1.0
+    config.backbone_depth = 12          # MobileNet blocks kept (7..12); the original: 12
     config.num_channels = 128           # CPM and stage channels; the original: 128
     config.compute_dtype = 'float32'    # or 'bfloat16' (parameters, BatchNorm and loss stay float32)
     config.init_from = ''               # .pth / orbax checkpoint (weights only) or MobileNet ImageNet file

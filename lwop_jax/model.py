@@ -256,14 +256,22 @@ def conv_dw_no_bn(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1,
     ])
 
 
-def mobilenet_backbone(width: float = 1.0, *, dtype=None, rngs):
+BACKBONE_DEPTH = 12       # the original's blocks, model.0 .. model.11
+MIN_BACKBONE_DEPTH = 7    # up to conv4_2 (model.6): stride 8 and the CPM's input channels
+
+
+def mobilenet_backbone(width: float = 1.0, depth: int = BACKBONE_DEPTH, *, dtype=None, rngs):
     """Dilated MobileNet-v1 up to conv5_5 (stride 8): 12 blocks, ``model.0`` .. ``model.11``.
 
     ``width`` multiplies every block's channels (MobileNet's width multiplier; the original: 1.0).
+    ``depth`` keeps the first blocks only (7..12; the original: 12), dropping trailing conv5 blocks:
+    a shorter, faster network for small inputs such as the CPU demo's.
     """
+    if not MIN_BACKBONE_DEPTH <= depth <= BACKBONE_DEPTH:
+        raise ValueError(f'backbone depth must be {MIN_BACKBONE_DEPTH}..{BACKBONE_DEPTH} blocks, not {depth}')
     kw = dict(dtype=dtype, rngs=rngs)
     c32, c64, c128, c256, c512 = (backbone_channels(c, width) for c in (32, 64, 128, 256, 512))
-    return Sequential([
+    blocks = [
         conv(3, c32, stride=2, bias=False, **kw),
         conv_dw(c32, c64, **kw),
         conv_dw(c64, c128, stride=2, **kw),
@@ -276,7 +284,10 @@ def mobilenet_backbone(width: float = 1.0, *, dtype=None, rngs):
         conv_dw(c512, c512, **kw),
         conv_dw(c512, c512, **kw),
         conv_dw(c512, c512, **kw),                        # conv5_5
-    ])
+    ]
+    # Built in full, then cut: the kept blocks and the layers after them get the same initial weights
+    # (same seed) as in the full network.
+    return Sequential(blocks[:depth])
 
 
 def backbone_channels(channels: int, width: float) -> int:
@@ -350,16 +361,18 @@ class PoseNet(nnx.Module):
     ``model(x)`` with ``x`` (N, H, W, 3) float32 returns a list with one ``(heatmaps, pafs)`` pair per
     stage, shapes (N, H/8, W/8, 19) and (N, H/8, W/8, 38), float32. The last pair is what inference uses.
     ``dtype=jnp.bfloat16`` computes in bfloat16 with float32 parameters, BatchNorm and outputs.
-    ``backbone_width`` (MobileNet's width multiplier) and ``num_channels`` (CPM and stages) make smaller
-    networks, e.g. for the CPU demo; the original and its checkpoints are 1.0 and 128.
+    ``backbone_width`` (MobileNet's width multiplier), ``backbone_depth`` (backbone blocks kept) and
+    ``num_channels`` (CPM and stages) make smaller networks, e.g. for the CPU demo; the original and its
+    checkpoints are 1.0, 12 and 128.
     """
 
     def __init__(self, num_refinement_stages: int = 1, num_channels: int = 128,
                  num_heatmaps: int = skeleton.NUM_HEATMAPS, num_pafs: int = skeleton.NUM_PAFS,
-                 *, backbone_width: float = 1.0, dtype=None, rngs: nnx.Rngs | None = None):
+                 *, backbone_width: float = 1.0, backbone_depth: int = BACKBONE_DEPTH, dtype=None,
+                 rngs: nnx.Rngs | None = None):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         kw = dict(dtype=dtype, rngs=rngs)
-        self.model = mobilenet_backbone(backbone_width, **kw)
+        self.model = mobilenet_backbone(backbone_width, backbone_depth, **kw)
         self.cpm = Cpm(backbone_channels(512, backbone_width), num_channels, **kw)
         self.initial_stage = InitialStage(num_channels, num_heatmaps, num_pafs, **kw)
         self.refinement_stages = nnx.List([
@@ -368,6 +381,7 @@ class PoseNet(nnx.Module):
         self.num_refinement_stages = num_refinement_stages
         self.num_channels = num_channels
         self.backbone_width = backbone_width
+        self.backbone_depth = backbone_depth
         self.layout = 'NHWC'
 
     def __call__(self, x):

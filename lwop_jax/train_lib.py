@@ -382,7 +382,8 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
     if config.compute_dtype not in dtypes:
         raise ValueError(f'compute_dtype must be one of {sorted(dtypes)}, not {config.compute_dtype!r}')
     model = PoseNet(num_refinement_stages=config.num_refinement_stages, num_channels=config.num_channels,
-                    backbone_width=config.backbone_width, dtype=dtypes[config.compute_dtype],
+                    backbone_width=config.backbone_width, backbone_depth=config.backbone_depth,
+                    dtype=dtypes[config.compute_dtype],
                     rngs=nnx.Rngs(config.seed))
     if not load_init_weights:
         return model
@@ -437,7 +438,8 @@ def save_checkpoint(manager, graphdef, state: TrainState, data_position: dict, c
     step = int(jax.device_get(state.step))
     meta = {'format': weights.FORMAT_NAME, 'version': weights.FORMAT_VERSION,
             'num_refinement_stages': config.num_refinement_stages, 'step': step,
-            'backbone_width': config.backbone_width, 'num_channels': config.num_channels,
+            'backbone_width': config.backbone_width, 'backbone_depth': config.backbone_depth,
+            'num_channels': config.num_channels,
             'eval_num_refinement_stages': config.eval_num_refinement_stages or config.num_refinement_stages}
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}
     manager.save(step, args=ocp.args.Composite(

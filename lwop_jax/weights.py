@@ -20,7 +20,7 @@ from flax import nnx
 
 from lwop_jax import torch_checkpoint
 from lwop_jax.errors import WeightsError
-from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet
+from lwop_jax.model import BACKBONE_DEPTH, BatchNorm2d, Conv2d, PoseNet
 
 FORMAT_NAME = 'lwop_jax'
 FORMAT_VERSION = 1
@@ -36,7 +36,6 @@ _TORCH_LEAF = {
 }
 # Torch buffers with no NNX counterpart: BN's update counter (unused with a fixed momentum).
 _TORCH_ONLY_LEAVES = ('num_batches_tracked',)
-BACKBONE_BLOCKS = 12  # model.0 .. model.11
 
 
 def _key(path) -> str:
@@ -93,15 +92,19 @@ def assign(model: nnx.Module, arrays: dict[str, np.ndarray], source: str, *, str
 def empty_model(num_refinement_stages: int, dtype=None, **size) -> PoseNet:
     """A PoseNet whose variables are shapes only (no random init: fast), to be filled by :func:`assign`.
 
-    ``size``: PoseNet's ``backbone_width`` / ``num_channels`` (see :func:`model_size`); default: the original's.
+    ``size``: PoseNet's ``backbone_width`` / ``backbone_depth`` / ``num_channels`` (see :func:`model_size`);
+    default: the original's.
     """
     return nnx.eval_shape(lambda: PoseNet(num_refinement_stages=num_refinement_stages, dtype=dtype, **size))
 
 
 def model_size(model_or_meta) -> dict:
-    """``backbone_width`` and ``num_channels`` of a PoseNet or of checkpoint metadata (older: the original's)."""
+    """``backbone_width``, ``backbone_depth`` and ``num_channels`` of a PoseNet or of checkpoint metadata
+    (a key missing in older metadata: the original's value)."""
     get = model_or_meta.get if isinstance(model_or_meta, dict) else lambda key, default: getattr(model_or_meta, key, default)
-    return {'backbone_width': float(get('backbone_width', 1.0)), 'num_channels': int(get('num_channels', 128))}
+    return {'backbone_width': float(get('backbone_width', 1.0)),
+            'backbone_depth': int(get('backbone_depth', BACKBONE_DEPTH)),
+            'num_channels': int(get('num_channels', 128))}
 
 
 def torch_to_nnx(state_dict: dict[str, np.ndarray], model: PoseNet, source: str,
@@ -160,14 +163,16 @@ def model_from_torch(path, *, num_refinement_stages: int | None = None, dtype=No
 
 
 def init_backbone_from_mobilenet(model: PoseNet, path) -> str:
-    """Initialises ``model.0`` .. ``model.11`` from a MobileNet-v1 ImageNet checkpoint, as ``--from-mobilenet``.
+    """Initialises the backbone blocks (``model.0`` .. ``model.11``; fewer for a shorter ``backbone_depth``)
+    from a MobileNet-v1 ImageNet checkpoint, as ``--from-mobilenet``.
 
     The file (``mobilenet_sgd_68.848.pth.tar`` layout: ``module.model.N.*``, ``module.fc.*``) must hold every
     backbone tensor with the right shape. Returns a one-line report of what was initialised and ignored.
     """
     state_dict = torch_checkpoint.read_state_dict(path)
+    depth = model.backbone_depth
     backbone = {k: v for k, v in state_dict.items()
-                if (m := re.match(r'model\.(\d+)\.', k)) and int(m.group(1)) < BACKBONE_BLOCKS}
+                if (m := re.match(r'model\.(\d+)\.', k)) and int(m.group(1)) < depth}
     if not backbone:
         raise WeightsError(f'{path}: no MobileNet backbone tensors (model.N.*) in this file')
     arrays = torch_to_nnx(backbone, model, str(path))
@@ -177,7 +182,7 @@ def init_backbone_from_mobilenet(model: PoseNet, path) -> str:
         raise WeightsError(_format_problems(str(path), {'missing backbone tensors': missing}))
     assign(model, arrays, str(path), strict=False)
     ignored = sorted({'.'.join(k.split('.')[:2]) for k in state_dict if k not in backbone})
-    return (f'initialised {len(arrays)} backbone tensors (model.0-model.{BACKBONE_BLOCKS - 1}) from {path}; '
+    return (f'initialised {len(arrays)} backbone tensors (model.0-model.{depth - 1}) from {path}; '
             f'ignored {", ".join(ignored)}; the CPM and all stages keep their initialisation')
 
 

@@ -111,6 +111,16 @@ def test_mobilenet_initialises_exactly_the_backbone(reference_dir):
             np.testing.assert_array_equal(after[nnx_key], before[nnx_key])
 
 
+def test_mobilenet_into_a_shorter_backbone_takes_its_blocks_and_reports_the_rest(reference_dir):
+    model = PoseNet(num_refinement_stages=0, backbone_depth=9, rngs=nnx.Rngs(3))
+    report = weights.init_backbone_from_mobilenet(model, reference_dir / 'mobilenet_sgd_format.pth.tar')
+    assert '(model.0-model.8)' in report
+    assert 'model.9' in report.split('ignored')[1] and 'model.11' in report.split('ignored')[1]
+    source = read_state_dict(reference_dir / 'mobilenet_sgd_format.pth.tar')
+    np.testing.assert_array_equal(np.asarray(model.model[8][3].kernel.get_value()),
+                                  source['model.8.3.weight'].transpose(2, 3, 1, 0))
+
+
 def test_batchnorm_training_mode_follows_pytorch():
     rng = np.random.default_rng(0)
     x = rng.normal(1.0, 2.0, size=(2, 3, 4, 5)).astype(np.float32)
@@ -133,16 +143,17 @@ def test_orbax_round_trip(tmp_path, legacy_model, reference):
 
 
 def test_smaller_network_round_trips_with_its_size(tmp_path):
-    """backbone_width / num_channels (the demo's smaller network) are stored in the checkpoint and
-    rebuild the same network; a torch checkpoint of the original does not fit it (strict shapes)."""
-    model = PoseNet(0, num_channels=64, backbone_width=0.5, rngs=nnx.Rngs(3)).set_training(False)
+    """backbone_width / backbone_depth / num_channels (the demo's smaller network) are stored in the
+    checkpoint and rebuild the same network; a torch checkpoint of the original does not fit it."""
+    model = PoseNet(0, num_channels=64, backbone_width=0.5, backbone_depth=9, rngs=nnx.Rngs(3)).set_training(False)
     shapes = {k: v.get_value().shape for k, v in weights.variables(model).items()}
-    assert shapes['model.11.3.kernel'] == (1, 1, 256, 256)      # conv5_5 pointwise: 512 x 0.5
+    assert shapes['model.8.3.kernel'] == (1, 1, 256, 256)       # conv5 pointwise: 512 x 0.5
+    assert not any(k.startswith(('model.9.', 'model.10.', 'model.11.')) for k in shapes)
     assert shapes['cpm.align.0.kernel'] == (1, 1, 256, 64)
     assert shapes['initial_stage.trunk.0.0.kernel'] == (3, 3, 64, 64)
     directory = weights.save_model(model, tmp_path / 'small')
     meta = weights.read_orbax_meta(directory)
-    assert (meta['backbone_width'], meta['num_channels']) == (0.5, 64)
+    assert (meta['backbone_width'], meta['backbone_depth'], meta['num_channels']) == (0.5, 9, 64)
     restored = weights.load_any(directory)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 40, 48, 3)).astype(np.float32))
     for (h1, p1), (h2, p2) in zip(model(x), restored(x)):
@@ -152,6 +163,17 @@ def test_smaller_network_round_trips_with_its_size(tmp_path):
     arrays = {k: np.asarray(v.get_value()) for k, v in weights.variables(original).items()}
     with pytest.raises(weights.WeightsError, match='wrong shape'):
         weights.assign(restored, arrays, 'original-size weights')
+    # The same width, all 12 blocks: the three extra conv5 blocks are named as unexpected.
+    full_depth = PoseNet(0, num_channels=64, backbone_width=0.5, rngs=nnx.Rngs(3))
+    arrays = {k: np.asarray(v.get_value()) for k, v in weights.variables(full_depth).items()}
+    with pytest.raises(weights.WeightsError, match=r'unexpected: model\.(9|10|11)\.'):
+        weights.assign(restored, arrays, 'full-depth weights')
+
+
+def test_backbone_depth_outside_7_to_12_is_refused():
+    for depth in (6, 13):
+        with pytest.raises(ValueError, match=f'7..12 blocks, not {depth}'):
+            PoseNet(0, backbone_depth=depth)
 
 
 def test_orbax_loader_rejects_foreign_folders(tmp_path):
