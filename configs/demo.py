@@ -29,17 +29,17 @@ Each new training step (the learning-rate drop is one of its constants) is compi
 into a persistent XLA cache in OUT/cache: a process that compiled the step itself runs it 20-30 % slower
 (see demo.compile_in_child).
 
-Measured (2 shared CPU cores), this config: the demo 8m19s (``time``); training 469 s for 4321 iterations
-(0.09-0.10 s each; two child compilations, 19 s and 16 s); held-out AP 0.289 (AP50 0.620, AR 0.328);
-with the flip test 0.284; ceiling 0.822. The target AP 0.3 is not reached. Curve (held-out AP / AP50,
-eval height 192; lr dropped near 3800): 3000 its 0.185 / 0.535, 3600 0.232 / 0.547, 3900 0.266 / 0.646,
-4200 0.283 / 0.620, 4321 0.289 / 0.620. README's first command from a fresh clone (venv, pip install with
-a warm pip cache, demo) took 9m33s with the drop at 80 % (the demo 8m11s of it; 4403 iterations, AP
-0.273, flip test 0.291). The drop at 80 % with a 480 s budget: 4529 iterations, AP 0.270; its curve
-(drop near 3190): 2400 its 0.149, 3000 0.185, 3300 0.233, 3600 0.264, 3990 0.258, 4200 0.269, 4529
-0.270: after the drop it levels off, so a longer high-lr phase pays more than more low-lr iterations
-(drop at 60 %: 0.194, below). Before the child compilation (steps 0.11-0.12 s), 500 s of training gave
-3927 iterations and 0.242.
+Measured (2 shared CPU cores), this config: README's first command from a fresh clone (venv, pip
+install with a warm pip cache, demo) 9m32s (``time``), the demo 483 s of it; training 461 s for 6272
+iterations (0.061-0.066 s each; two child compilations, 15 s each); held-out AP 0.399 (AP50 0.733, AR
+0.438), with the flip test 0.427; ceiling 0.822. Curve (held-out AP / AP50, eval height 192; lr dropped
+near 5560): 3900 its 0.281 / 0.661, 4800 0.324 / 0.655, 5400 0.370 / 0.715, 5700 0.390 / 0.722, 6000
+0.403 / 0.772, 6149 0.402 / 0.748, 6272 0.399 / 0.733.
+With all 12 backbone blocks (the config before ``backbone_depth``; each figure one run): the demo 8m19s,
+4321 iterations at 0.09-0.10 s, AP 0.289 (curve: 3000 its 0.185, 3600 0.232, 3900 0.266, 4200 0.283);
+with the lr drop at 80 % instead of 90 %: 0.273 (4403 its), 0.270 (4529 its; it levelled off after the
+drop), at 60 % 0.194. Before the child compilation (steps 0.11-0.12 s): 3927 iterations, 0.242.
+The comparisons below were made with all 12 blocks.
 Tried (each a full demo run, 450 s budget): crops 80 (4617 its) 0.207; batch 4 (5000 its) 0.189; lr drop
 at 60 % 0.194; base lr 2e-3 0.217; people from 134 px (label size 320) 0.187; the full-width backbone
 with people from 80 px (label size 256, 1810 its) 0.123, and the half width there 0.148 (3381 its).
@@ -113,7 +113,7 @@ def get_config():
     config.demo.min_more_steps = 50     # resume only for at least this many more iterations
     config.demo.max_train_calls = 4     # train_and_evaluate calls (calibration + resumes)
     config.demo.budget_fill = 0.9       # each resumed call plans this fraction of the time left
-    config.demo.lr_drop_at = 0.9        # fraction of the planned iterations (0.8: AP 0.273, 0.9: 0.289)
+    config.demo.lr_drop_at = 0.9        # of the planned iterations (12 blocks: 0.8 AP 0.273, 0.9 0.289)
     config.demo.eval_base_height = 192  # network input height for evaluation and infer.py
     config.demo.flip_test = True        # also the AP with evaluate.py --flip (a few seconds more)
     config.demo.num_infer_images = 8    # held-out images drawn by infer.py
