@@ -107,7 +107,7 @@ def get_config():
     config.demo.crowd_probability = 0.0
     config.demo.num_train_images = 800
     config.demo.num_val_images = 100
-    config.demo.time_budget = 460.0     # seconds of training (calibration + main run, compilation included)
+    config.demo.time_budget = 445.0     # seconds of training (calibration + main run, compilation included)
     config.demo.calibration_steps = 60  # the first training call; its later steps time an iteration
     config.demo.min_train_steps = 8     # at least this many iterations whatever the budget
     config.demo.min_more_steps = 50     # resume only for at least this many more iterations
