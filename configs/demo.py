@@ -30,11 +30,13 @@ into a persistent XLA cache in OUT/cache: a process that compiled the step itsel
 (see demo.compile_in_child).
 
 Measured (2 shared CPU cores), this config: README's first command from a fresh clone (venv, pip
-install with a warm pip cache, demo) 9m32s (``time``), the demo 483 s of it; training 461 s for 6272
-iterations (0.061-0.066 s each; two child compilations, 15 s each); held-out AP 0.399 (AP50 0.733, AR
-0.438), with the flip test 0.427; ceiling 0.822. Curve (held-out AP / AP50, eval height 192; lr dropped
-near 5560): 3900 its 0.281 / 0.661, 4800 0.324 / 0.655, 5400 0.370 / 0.715, 5700 0.390 / 0.722, 6000
-0.403 / 0.772, 6149 0.402 / 0.748, 6272 0.399 / 0.733.
+install with a warm pip cache, demo) 9m00s (``time``), the demo 468 s of it; training 444 s for 5598
+iterations (0.065-0.069 s each; two child compilations, 14 s and 16 s); held-out AP 0.380 (AP50 0.769,
+AR 0.422), with the flip test 0.398; ceiling 0.822. Curve (held-out AP / AP50, eval height 192; lr
+dropped near 4800): 3900 its 0.281 / 0.661, 4500 0.307 / 0.633, 5100 0.371 / 0.720, 5324 0.354 / 0.710,
+5598 0.380 / 0.769. With a 460 s budget: from a fresh clone 9m32s, 6272 iterations, AP 0.399 (flip test
+0.427; 4800 its 0.324, 6000 0.403); and a run of the demo alone 8m22s, AP 0.423 after 6564 iterations,
+but its calibration read 0.058 s per step for a real 0.067 s and it trained 475 s: hence 445 s.
 With all 12 backbone blocks (the config before ``backbone_depth``; each figure one run): the demo 8m19s,
 4321 iterations at 0.09-0.10 s, AP 0.289 (curve: 3000 its 0.185, 3600 0.232, 3900 0.266, 4200 0.283);
 with the lr drop at 80 % instead of 90 %: 0.273 (4403 its), 0.270 (4529 its; it levelled off after the
