@@ -243,6 +243,8 @@ def train(config, train_dir: pathlib.Path, workdir: pathlib.Path, cache_dir: pat
         startup = requests[0] - call_start if requests else 0.0
         calls.append({'to_iteration': done, 'seconds': round(now - call_start, 1),
                       'seconds_per_iteration': per_step and round(per_step, 3)})
+        # After the calibration, the next call compiles its own step (the drop is a constant of it):
+        # reserve as long as this call's compilation took.
         remaining = demo.time_budget - (now - start) - startup - (compile_seconds if len(calls) == 1 else 0)
         # Plan a little short (the pace varies on a shared machine); a later call tops up.
         more = int(demo.budget_fill * remaining / per_step) if per_step and remaining > 0 else 0
@@ -382,9 +384,10 @@ def main(argv=None):
     stage.done('data')
 
     stage('train', f'train_lib.train_and_evaluate on the CPU for ~{demo.time_budget:.0f} s')
-    enable_compilation_cache(out / 'cache' / 'jax')
+    cache_dir = out / 'cache' / 'jax'
+    enable_compilation_cache(cache_dir)
     workdir = out / 'train'
-    summary = train(config, folders['train'], workdir, cache_dir=out / 'cache' / 'jax')
+    summary = train(config, folders['train'], workdir, cache_dir=cache_dir)
     stage.done('train')
     from lwop_jax import weights
     checkpoint = weights.resolve_orbax_dir(workdir / 'checkpoints')

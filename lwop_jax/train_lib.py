@@ -437,9 +437,7 @@ def save_checkpoint(manager, graphdef, state: TrainState, data_position: dict, c
     import orbax.checkpoint as ocp
     step = int(jax.device_get(state.step))
     meta = {'format': weights.FORMAT_NAME, 'version': weights.FORMAT_VERSION,
-            'num_refinement_stages': config.num_refinement_stages, 'step': step,
-            'backbone_width': config.backbone_width, 'backbone_depth': config.backbone_depth,
-            'num_channels': config.num_channels,
+            'num_refinement_stages': config.num_refinement_stages, 'step': step, **weights.model_size(config),
             'eval_num_refinement_stages': config.eval_num_refinement_stages or config.num_refinement_stages}
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}
     manager.save(step, args=ocp.args.Composite(

@@ -99,8 +99,8 @@ def empty_model(num_refinement_stages: int, dtype=None, **size) -> PoseNet:
 
 
 def model_size(model_or_meta) -> dict:
-    """``backbone_width``, ``backbone_depth`` and ``num_channels`` of a PoseNet or of checkpoint metadata
-    (a key missing in older metadata: the original's value)."""
+    """``backbone_width``, ``backbone_depth`` and ``num_channels`` of a PoseNet, a training config or
+    checkpoint metadata (a key missing in older metadata: the original's value)."""
     get = model_or_meta.get if isinstance(model_or_meta, dict) else lambda key, default: getattr(model_or_meta, key, default)
     return {'backbone_width': float(get('backbone_width', 1.0)),
             'backbone_depth': int(get('backbone_depth', BACKBONE_DEPTH)),
