@@ -1,69 +1,7 @@
-"""Converts a Lightweight OpenPose checkpoint to lwop_jax (orbax), ONNX and OpenVINO IR. PyTorch not needed.
-
-  python convert_torch_weights.py checkpoint_iter_370000.pth --output runs/coco-370k \
-      --onnx runs/coco-370k/lwop.onnx --openvino runs/coco-370k/openvino
-
-The input is a torch checkpoint (legacy or zip serialization; read without executing any pickled code)
-or an orbax checkpoint folder written by this tool or by train.py (then only the exports are made).
-``--from-mobilenet`` reads a MobileNet-v1 ImageNet checkpoint (``mobilenet_sgd_68.848.pth.tar``) into
-the backbone of a freshly initialised network, as the original ``train.py --from-mobilenet``.
-"""
-import argparse
-import os
+"""Converts a checkpoint to orbax, ONNX and OpenVINO IR: the same as ``lwop convert``; see --help."""
 import sys
 
-from lwop_jax import export, torch_checkpoint, weights
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('checkpoint', help='torch .pth / .pth.tar file, or an lwop_jax orbax checkpoint folder')
-    parser.add_argument('--output', help='folder for the orbax checkpoint (required for torch inputs)')
-    parser.add_argument('--onnx', help='also export ONNX to this file')
-    parser.add_argument('--openvino', help='also export OpenVINO IR into this folder (needs --onnx)')
-    parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
-                        help='fix the exported input size (default: dynamic batch, height and width)')
-    parser.add_argument('--num-refinement-stages', type=int, default=None,
-                        help='keep this many refinement stages (default: all in the file)')
-    parser.add_argument('--from-mobilenet', action='store_true',
-                        help='the checkpoint is MobileNet-v1 ImageNet weights: initialise the backbone only')
-    parser.add_argument('--seed', type=int, default=0, help='initialisation seed for --from-mobilenet')
-    args = parser.parse_args(argv)
-    if args.openvino and not args.onnx:
-        parser.error('--openvino converts the ONNX export: give --onnx FILE too')
-    if not args.output and not os.path.isdir(args.checkpoint):
-        parser.error('--output DIR is required to convert a torch checkpoint')
-    return args
-
-
-def load(args):
-    if args.from_mobilenet:
-        from flax import nnx
-        from lwop_jax.model import PoseNet
-        model = PoseNet(num_refinement_stages=args.num_refinement_stages or 1, rngs=nnx.Rngs(args.seed))
-        print(weights.init_backbone_from_mobilenet(model, args.checkpoint))
-        return model.set_training(False)
-    return weights.load_any(args.checkpoint, num_refinement_stages=args.num_refinement_stages)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        model = load(args)
-        print(weights.model_summary(model))
-        if args.output:
-            print(f'orbax checkpoint: {weights.save_model(model, args.output, source=str(args.checkpoint))}')
-        if args.onnx:
-            path = export.export_onnx(model, args.onnx, input_size=args.input_size,
-                                      dynamic=args.input_size is None)
-            print(f'ONNX: {path}')
-        if args.openvino:
-            print(f'OpenVINO IR: {export.export_openvino(args.onnx, args.openvino)}')
-    except (torch_checkpoint.CheckpointError, weights.WeightsError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
-    return 0
-
+from lwop_jax.cli.convert import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -39,13 +39,14 @@ def onnx_model(args):
     if args.model:
         return args.model
     os.environ.setdefault('LWOP_JAX_CACHE', tempfile.mkdtemp(prefix='lwop_bench_cache_'))
-    from lwop_jax import runtime
+    from lwop_jax.inference import backends as runtime
     return runtime.converted_onnx(args.shared / 'reference' / 'lwop_overfit_coco4.pth')
 
 
 def split_steps(estimator, image):
     """The estimator's steps one by one: {step: callable} sharing intermediate results."""
-    from lwop_jax import decode, preprocess
+    from lwop_jax.inference import decode
+    from lwop_jax.inference import preprocess
     state = {}
 
     def pre():
@@ -81,7 +82,7 @@ def time_rounds(calls, runs, warmup):
 
 def main():
     args = parse_args()
-    from lwop_jax.estimator import PoseEstimator
+    from lwop_jax.inference.estimator import PoseEstimator
     model = onnx_model(args)
     estimators = {name: PoseEstimator(model, name, threads=args.threads) for name in ('onnxruntime', 'openvino')}
     cv2.setNumThreads(args.threads)
@@ -113,7 +114,7 @@ def print_calibration(args, estimator):
     """Load check: the original's own ONNX export (random weights, same network) and ours on the
     same 1x256x456 input, timed now; the original baseline measured 47.6 ms for it when quiet."""
     import numpy as np
-    from lwop_jax import runtime
+    from lwop_jax.inference import backends as runtime
     original = args.shared / 'reference' / 'original_1stage_256x456.onnx'
     if not original.exists():
         return

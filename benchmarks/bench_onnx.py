@@ -69,10 +69,10 @@ def main():
     original = reference / 'original_1stage_256x456.onnx'
     if not original.exists():
         sys.exit(f'bench_onnx: {original} not found (pass --shared)')
-    from lwop_jax import export
-    from lwop_jax.model import PoseNet
+    from lwop_jax.checkpoints import export
+    from lwop_jax.checkpoints.orbax_io import load_any
 
-    model = PoseNet.from_torch(reference / 'lwop_random_1stage_legacy.pth')
+    model = load_any(reference / 'lwop_random_1stage_legacy.pth')
     workdir = pathlib.Path(tempfile.mkdtemp(prefix='lwop_bench_'))
     ours_dynamic = export.export_onnx(model, workdir / 'ours_dynamic.onnx')
     ours_static = export.export_onnx(model, workdir / 'ours_static.onnx', input_size=(256, 456), dynamic=False)

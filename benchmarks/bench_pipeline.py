@@ -24,9 +24,9 @@ import time
 
 import cv2
 
-from lwop_jax.data import augment, pipeline
+from lwop_jax.data import augment, coco, pipeline
 from lwop_jax.data.coco import convert_keypoints
-from lwop_jax.targets import render_targets
+from lwop_jax.data.targets import render_targets
 
 ORIGINAL_SAMPLES_PER_S = 127.9
 DEFAULT_COCO_MINI = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco_val_mini'
@@ -114,7 +114,7 @@ def main():
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--batches', type=int, default=25)
     args = parser.parse_args()
-    labels = pipeline.load_training_labels(args.coco_mini / 'person_keypoints_val2017_mini.json',
+    labels = coco.load_training_labels(args.coco_mini / 'person_keypoints_val2017_mini.json',
                                            args.coco_mini / 'val2017')
     images_dir = args.coco_mini / 'val2017'
     cores = len(os.sched_getaffinity(0))

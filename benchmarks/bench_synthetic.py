@@ -2,7 +2,7 @@
 
 Pins the process to one CPU and OpenCV to one thread, renders images at 640 x 480 (default) and
 reports end-to-end ``generate_dataset`` throughput (render + JPEG encode + atomic write + JSON) and
-where the time of ``render_image`` goes (stages timed by wrapping the module's functions).
+where the time of ``render_image`` goes (stages timed by wrapping the functions it calls).
 
     python benchmarks/bench_synthetic.py [--num-images N] [--width W] [--height H] [--max-people P]
 """
@@ -19,18 +19,20 @@ import cv2
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from lwop_jax import synthetic  # noqa: E402
+from lwop_jax.synthetic import scene  # noqa: E402
 
 TARGET_IMAGES_PER_SECOND = 50
-# Stage name -> functions of lwop_jax.synthetic whose time counts for it (they do not nest).
+# Stage name -> functions whose time counts for it (they do not nest), by their names in
+# lwop_jax.synthetic.scene: render_image and its helpers call them through that module's globals.
 STAGES = {
     'background': ('draw_background',),
     'crowd': ('draw_crowd',),
     'pose + placement': ('place_people',),
     'draw people': ('draw_figure',),
     'part masks': ('draw_part_map',),
-    'keypoint flags': ('_keypoint_flags',),
-    'polygons, bbox': ('_person_annotation', '_crowd_annotation'),
-    'camera effects': ('_finish',),
+    'keypoint flags': ('keypoint_flags',),
+    'polygons, bbox': ('person_annotation', 'crowd_annotation'),
+    'camera effects': ('apply_camera_effects',),
 }
 
 
@@ -46,7 +48,7 @@ def timed_stages():
     active = []
     for stage, names in STAGES.items():
         for name in names:
-            original = getattr(synthetic, name)
+            original = getattr(scene, name)
 
             @functools.wraps(original)
             def wrapper(*args, _original=original, _stage=stage, **kwargs):
@@ -59,7 +61,7 @@ def timed_stages():
                 finally:
                     totals[_stage] += time.perf_counter() - start
                     active.pop()
-            setattr(synthetic, name, wrapper)
+            setattr(scene, name, wrapper)
     return totals
 
 

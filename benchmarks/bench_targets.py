@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from lwop_jax.skeleton import NUM_KEYPOINTS, PAF_LIMBS  # noqa: E402
-from lwop_jax.targets import render_targets  # noqa: E402
+from lwop_jax.data.targets import render_targets  # noqa: E402
 
 CROP = 368
 

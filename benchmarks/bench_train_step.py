@@ -28,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lwop_jax import host_heap, train_lib
+from lwop_jax.training import optimizer
+from lwop_jax.training import step as train_step_lib
+from lwop_jax.training import host_heap
 from lwop_jax.model import PoseNet
 
 ORIGINAL_CPU_IMAGES_PER_SEC = 2.29
@@ -44,12 +46,12 @@ def make_batch(batch, size, rng):
 
 def bench(device, dtype, batch, size, stages, steps):
     model = PoseNet(stages, dtype=dtype, rngs=nnx.Rngs(0))
-    tx = train_lib.make_optimizer(model, base_lr=4e-5, weight_decay=5e-4, steps_per_epoch=1000)
-    graphdef, state = train_lib.create_train_state(model, tx)
-    mesh = train_lib.make_mesh([device])
-    state = train_lib.replicate_state(state, mesh)
-    step = train_lib.jit_train_step(graphdef, tx, mesh)
-    data = train_lib.global_batch([make_batch(batch, size, np.random.default_rng(0))], mesh)
+    tx = optimizer.make_optimizer(model, base_lr=4e-5, weight_decay=5e-4, steps_per_epoch=1000)
+    graphdef, state = train_step_lib.create_train_state(model, tx)
+    mesh = train_step_lib.make_mesh([device])
+    state = train_step_lib.replicate_state(state, mesh)
+    step = train_step_lib.jit_train_step(graphdef, tx, mesh)
+    data = train_step_lib.global_batch([make_batch(batch, size, np.random.default_rng(0))], mesh)
     start = time.perf_counter()
     state, metrics = step(state, data)
     jax.block_until_ready(metrics)

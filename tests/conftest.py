@@ -44,5 +44,5 @@ def model_cache(tmp_path_factory):
 @pytest.fixture(scope='session')
 def overfit_onnx(reference_dir, model_cache):
     """The trained reference model (lwop_overfit_coco4.pth) as ONNX, converted once per session."""
-    from lwop_jax import runtime
+    from lwop_jax.inference import backends as runtime
     return runtime.converted_onnx(reference_dir / 'lwop_overfit_coco4.pth')

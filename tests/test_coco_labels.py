@@ -7,7 +7,7 @@ import pytest
 
 from lwop_jax.data.coco import (convert_keypoints, crowd_mask, label_keypoints, load_coco_json,
                                 prepare_annotations)
-from lwop_jax.targets import downsample_mask
+from lwop_jax.data.targets import downsample_mask
 
 NUM_SAMPLES = 20
 NUM_COCO_MINI_LABELS = 12  # s000..s011

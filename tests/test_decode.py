@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from lwop_jax.decode import Poses, decode, extract_peaks, group_keypoints, to_coco_keypoints
+from lwop_jax.inference.decode import Poses, decode, extract_peaks, group_keypoints, to_coco_keypoints
 
 CASES = ('c000', 'c001', 'c002', 'c003')
 NOISE_STD = 0.03

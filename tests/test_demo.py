@@ -1,8 +1,9 @@
-"""The offline end-to-end demo (lwop_jax.demo --quick): every stage leaves its artefact.
+"""The offline end-to-end demo (lwop demo --quick): every stage leaves its artefact.
 
-One run of ``python -m lwop_jax.demo --quick`` in a subprocess (as CI and users run it): tiny synthetic
-sets, a few training iterations through train_lib.train_and_evaluate (calibration call + resumed call),
-AP on the held-out set, ONNX export, infer.py with ONNX Runtime. About a minute on 2 CPU cores.
+One run of ``python -m lwop_jax demo --quick`` in a subprocess, from a folder outside the checkout (as CI
+and users run it): tiny synthetic sets, a few training iterations through train_and_evaluate
+(calibration call + resumed call), AP on the held-out set, ONNX export, infer with ONNX Runtime. About a
+minute on 2 CPU cores.
 """
 import json
 import os
@@ -13,7 +14,7 @@ import sys
 import cv2
 import pytest
 
-from lwop_jax.demo import demo_config
+from lwop_jax.demo.run import demo_config
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUICK = demo_config(quick=True).demo          # the --quick settings (configs/demo.py)
@@ -24,8 +25,8 @@ STAT_NAMES = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', '
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('demo') / 'run'
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    completed = subprocess.run([sys.executable, '-m', 'lwop_jax.demo', '--quick', '--out', str(out), '--seed', '3'],
-                               check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run([sys.executable, '-m', 'lwop_jax', 'demo', '--quick', '--out', str(out), '--seed', '3'],
+                               check=False, cwd=out.parent, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return out, completed.stdout
 

@@ -1,5 +1,4 @@
 """PoseEstimator on the trained reference model, results formats, tracking and smoothing."""
-import os
 import subprocess
 import sys
 
@@ -7,13 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from lwop_jax import decode
-from lwop_jax.estimator import ImageError, PoseEstimator, as_bgr8
-from lwop_jax.results import PoseResult, bounding_boxes, draw_poses
+from lwop_jax.inference import decode
+from lwop_jax.errors import InputFileError
+from lwop_jax.inference.estimator import PoseEstimator
+from lwop_jax.inference.media import as_bgr8
+from lwop_jax.inference.results import PoseResult, bounding_boxes, draw_poses
 from lwop_jax.skeleton import INTERNAL_TO_COCO, POSE_VARS
-from lwop_jax.tracking import OneEuroFilter, PoseTracker, track_poses
+from lwop_jax.inference.tracking import OneEuroFilter, PoseTracker, track_poses
 
-from conftest import PROJECT_ROOT
 
 EXPECTED_PEOPLE = [1, 2, 3, 5]  # the original demo path, images in sorted file-name order
 
@@ -104,7 +104,7 @@ def test_bad_inputs_raise_one_readable_error(ort_estimator):
                          (np.zeros((2, 8, 8, 3), np.uint8), 'must be'),
                          (np.zeros((4, 4000, 3), np.uint8), 'wider than'),
                          (None, 'None')]:
-        with pytest.raises(ImageError, match=message) as info:
+        with pytest.raises(InputFileError, match=message) as info:
             ort_estimator(bad)
         assert '\n' not in str(info.value)
 
@@ -128,18 +128,17 @@ def test_onnxruntime_inference_imports_neither_jax_nor_tensorflow(onnx_path, coc
     code = (
         'import sys, cv2\n'
         'from lwop_jax import PoseEstimator\n'
-        'import lwop_jax.results, lwop_jax.tracking\n'
+        'import lwop_jax.inference.results, lwop_jax.inference.tracking\n'
         f'estimator = PoseEstimator({str(onnx_path)!r}, "onnxruntime", threads=1, track=True, smooth=True)\n'
         f'result = estimator(cv2.imread({str(image)!r}))\n'
         'assert len(result) == 1, len(result)\n'
         'result.to_coco(1), result.to_openpose(), result.to_json(), result.draw(cv2.imread('
         f'{str(image)!r}))\n'
-        'import infer\n'
+        'import lwop_jax.cli.infer, lwop_jax.cli.main\n'
         'bad = [m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "tensorflow", "flax")]\n'
         'assert not bad, bad\n'
     )
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    subprocess.run([sys.executable, '-c', code], check=True, cwd=PROJECT_ROOT, env=env, timeout=120)
+    subprocess.run([sys.executable, '-c', code], check=True, cwd=onnx_path.parent, timeout=120)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-import evaluate
-from lwop_jax import coco_eval, runtime
+from lwop_jax.cli import evaluate
+from lwop_jax.errors import InputFileError
+from lwop_jax.evaluation import coco_eval, detect
+from lwop_jax.inference import backends as runtime
 from lwop_jax.skeleton import FLIP_KEYPOINTS, NUM_HEATMAPS, PAF_LIMBS
 
 OVERFIT = 'lwop_overfit_coco4.pth'
@@ -203,7 +205,7 @@ def test_unflip_turns_ideal_maps_of_the_mirror_into_the_image_maps():
     height, width = 48, 64
     person = rng.integers(4, [width - 4, height - 4], size=(18, 2)).astype(np.float64)
     heatmaps, pafs = render_person(person, height, width)
-    unflipped = coco_eval.unflip_maps(*render_person(mirror_person(person, width), height, width))
+    unflipped = detect.unflip_maps(*render_person(mirror_person(person, width), height, width))
     np.testing.assert_allclose(unflipped[0], heatmaps, atol=1e-6)
     np.testing.assert_allclose(unflipped[1], pafs, atol=1e-6)
     assert np.abs(pafs).max() == pytest.approx(1.0)   # the test has limbs to check
@@ -212,7 +214,7 @@ def test_unflip_turns_ideal_maps_of_the_mirror_into_the_image_maps():
 def test_unflip_is_its_own_inverse():
     rng = np.random.default_rng(0)
     heatmaps, pafs = rng.normal(size=(5, 7, 19)).astype(np.float32), rng.normal(size=(5, 7, 38)).astype(np.float32)
-    twice = coco_eval.unflip_maps(*coco_eval.unflip_maps(heatmaps, pafs))
+    twice = detect.unflip_maps(*detect.unflip_maps(heatmaps, pafs))
     np.testing.assert_array_equal(twice[0], heatmaps)
     np.testing.assert_array_equal(twice[1], pafs)
 
@@ -222,12 +224,12 @@ def test_flip_averaged_maps_of_an_image_and_its_mirror_agree():
     must give the image's averaged maps exactly, whatever the network (here a non-symmetric stand-in)."""
     image = np.random.default_rng(1).integers(0, 256, size=(45, 70, 3), dtype=np.uint8)
     backend = PixelBackend()
-    heatmaps, pafs = coco_eval.infer_maps(backend, image, base_height=64, flip=True)
-    mirror_maps = coco_eval.infer_maps(backend, np.ascontiguousarray(image[:, ::-1]), base_height=64, flip=True)
-    unflipped = coco_eval.unflip_maps(*mirror_maps)
+    heatmaps, pafs = detect.infer_maps(backend, image, base_height=64, flip=True)
+    mirror_maps = detect.infer_maps(backend, np.ascontiguousarray(image[:, ::-1]), base_height=64, flip=True)
+    unflipped = detect.unflip_maps(*mirror_maps)
     np.testing.assert_array_equal(unflipped[0], heatmaps)
     np.testing.assert_array_equal(unflipped[1], pafs)
-    plain = coco_eval.infer_maps(backend, image, base_height=64)
+    plain = detect.infer_maps(backend, image, base_height=64)
     assert not np.allclose(plain[0], heatmaps)   # the flipped pass did contribute
 
 
@@ -250,8 +252,8 @@ def test_zero_detections_give_ap_zero_with_a_note(mini):
 
 
 def test_evaluate_model_is_quiet_and_returns_stats(reference_dir, mini, tmp_path, capsys):
-    from lwop_jax import weights
-    model = weights.load_any(reference_dir / OVERFIT)
+    from lwop_jax.checkpoints import orbax_io
+    model = orbax_io.load_any(reference_dir / OVERFIT)
     stats = coco_eval.evaluate_model(model, *mini, max_images=1, output_path=tmp_path / 'det.json')
     assert list(stats) == list(coco_eval.STAT_NAMES) and stats['AP'] > 0.5
     assert capsys.readouterr() == ('', '')
@@ -283,7 +285,7 @@ def write_labels(path, dataset):
 def test_malformed_json_is_reported_with_file_and_problem(tmp_path):
     labels = tmp_path / 'broken.json'
     labels.write_text('{"images": [')
-    with pytest.raises(coco_eval.EvalInputError, match=r'broken.json: malformed JSON \(.* line 1 column 13\)'):
+    with pytest.raises(InputFileError, match=r'broken.json: malformed JSON \(.* line 1 column 13\)'):
         coco_eval.load_annotations(labels)
 
 
@@ -291,11 +293,11 @@ def test_json_without_person_keypoints_is_rejected(tmp_path, mini):
     dataset = json.loads(mini[0].read_text())
     for category in dataset['categories']:
         del category['keypoints']
-    with pytest.raises(coco_eval.EvalInputError, match='no category with keypoints'):
+    with pytest.raises(InputFileError, match='no category with keypoints'):
         coco_eval.evaluate_backend(ZeroBackend(), write_labels(tmp_path / 'a.json', dataset), mini[1])
-    with pytest.raises(coco_eval.EvalInputError, match='not a COCO person keypoints file'):
+    with pytest.raises(InputFileError, match='not a COCO person keypoints file'):
         coco_eval.load_annotations(write_labels(tmp_path / 'b.json', [1, 2]))
-    with pytest.raises(coco_eval.EvalInputError, match='no "annotations" list'):
+    with pytest.raises(InputFileError, match='no "annotations" list'):
         coco_eval.load_annotations(write_labels(tmp_path / 'c.json', {'images': [], 'categories': []}))
 
 
@@ -363,8 +365,8 @@ def test_make_val_subset_follows_the_original(tmp_path, mini):
     assert [p.name for p in tmp_path.iterdir()] == ['subset.json']   # no temporary file left
 
 
-@pytest.mark.skipif(importlib.util.find_spec('lwop_jax.results') is None,
-                    reason='lwop_jax.results (draw_poses) is not there yet')
+@pytest.mark.skipif(importlib.util.find_spec('lwop_jax.inference.results') is None,
+                    reason='lwop_jax.inference.results (draw_poses) is not there yet')
 def test_visualize_saves_drawn_images(mini, overfit_onnx, tmp_path, capsys):
     rc, captured = run_cli(capsys, *mini, overfit_onnx, '--max-images', 1, '--visualize', tmp_path / 'vis',
                            '--output-name', tmp_path / 'det.json')
@@ -374,7 +376,6 @@ def test_visualize_saves_drawn_images(mini, overfit_onnx, tmp_path, capsys):
 
 
 def test_cli_make_subset_writes_a_seeded_subset(tmp_path, coco_mini_dir):
-    import evaluate
     labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
     outputs = []
     for name, seed in (('a.json', 3), ('b.json', 3), ('c.json', 4)):

@@ -10,8 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import convert_torch_weights
-from lwop_jax import export
+import lwop_jax
+from lwop_jax.cli import convert as convert_torch_weights
+from lwop_jax.checkpoints import export
 from test_model import nchw_outputs, reference_outputs
 from torch_files import legacy_file, state_dict_file
 
@@ -65,8 +66,7 @@ def test_onnxruntime_matches_the_original(converted, reference, case):
 
 def test_onnxruntime_batch_of_two_different_images_at_an_odd_size(converted, reference_dir):
     # openpifpaf's check: odd input size, batch 2, two different inputs, against the JAX model.
-    from lwop_jax.model import PoseNet
-    model = PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth')
+    model = lwop_jax.load_model(reference_dir / 'lwop_random_1stage_legacy.pth')
     x = np.random.default_rng(0).normal(0, 0.25, size=(2, 3, 201, 333)).astype(np.float32)
     outputs = ort_session(converted / 'lwop.onnx').run(None, {'data': x})
     for ours, expected in zip(outputs, nchw_outputs(model, x)):
@@ -140,7 +140,7 @@ def test_cli_refuses_a_malicious_pickle_without_running_it(capsys, tmp_path):
 
 
 def test_cli_shape_mismatch(capsys, tmp_path, reference_dir):
-    from lwop_jax.torch_checkpoint import read_state_dict
+    from lwop_jax.checkpoints.torch_file import read_state_dict
     state = read_state_dict(reference_dir / 'lwop_random_1stage_zip.pth')
     state['initial_stage.heatmaps.1.0.weight'] = np.zeros((17, 512, 1, 1), np.float32)  # 17 keypoints, not 19
     bad = state_dict_file(tmp_path / 'coco17.pth', state)

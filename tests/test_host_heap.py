@@ -9,7 +9,7 @@ import pytest
 PROBE = r'''
 import sys, threading
 import numpy as np
-from lwop_jax import host_heap
+from lwop_jax.training import host_heap
 applied = host_heap.keep_freed_memory()
 def work():
     block = np.ones(128 * 2**20, np.float32)  # 512 MB through malloc, every page touched

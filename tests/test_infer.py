@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-import infer
+from lwop_jax.cli import infer
 from lwop_jax.skeleton import KEYPOINT_NAMES
 
 

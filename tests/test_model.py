@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lwop_jax import weights
+import lwop_jax
+from lwop_jax import errors
+from lwop_jax.checkpoints import orbax_io
+from lwop_jax.checkpoints import torch_names
+from lwop_jax.model import variables
 from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet
-from lwop_jax.torch_checkpoint import read_state_dict
+from lwop_jax.checkpoints.torch_file import read_state_dict
 
 CASES = ('a', 'b', 'onnx')
 
@@ -33,7 +37,7 @@ def reference(reference_dir):
 
 @pytest.fixture(scope='module')
 def legacy_model(reference_dir):
-    return PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth')
+    return lwop_jax.load_model(reference_dir / 'lwop_random_1stage_legacy.pth')
 
 
 @pytest.mark.parametrize('case', CASES)
@@ -48,7 +52,7 @@ def test_outputs_match_the_original_every_stage(legacy_model, reference, case):
 
 
 def test_zip_serialization_gives_the_same_network(reference_dir, legacy_model, reference):
-    zip_model = PoseNet.from_torch(reference_dir / 'lwop_random_1stage_zip.pth')
+    zip_model = lwop_jax.load_model(reference_dir / 'lwop_random_1stage_zip.pth')
     for a, b in zip(nchw_outputs(zip_model, reference['b_input']), nchw_outputs(legacy_model, reference['b_input'])):
         np.testing.assert_array_equal(a, b)
 
@@ -59,12 +63,12 @@ def test_from_torch_is_in_eval_mode_and_counts_stages(legacy_model):
 
 
 def test_fewer_refinement_stages_keep_the_first(reference_dir, reference):
-    initial_only = PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth', num_refinement_stages=0)
+    initial_only = lwop_jax.load_model(reference_dir / 'lwop_random_1stage_legacy.pth', num_refinement_stages=0)
     ours = nchw_outputs(initial_only, reference['b_input'])
     assert len(ours) == 2
     np.testing.assert_allclose(ours[0], reference['b_stage0_heatmaps'], rtol=1e-4, atol=1e-4)
-    with pytest.raises(weights.WeightsError, match='holds 1 refinement stages, 3 requested'):
-        PoseNet.from_torch(reference_dir / 'lwop_random_1stage_legacy.pth', num_refinement_stages=3)
+    with pytest.raises(errors.ModelFileError, match='holds 1 refinement stages, 3 requested'):
+        lwop_jax.load_model(reference_dir / 'lwop_random_1stage_legacy.pth', num_refinement_stages=3)
 
 
 def test_three_stage_network_shapes():
@@ -72,24 +76,24 @@ def test_three_stage_network_shapes():
     outputs = model(jnp.zeros((2, 64, 96, 3)))
     assert [(h.shape, p.shape) for h, p in outputs] == [((2, 8, 12, 19), (2, 8, 12, 38))] * 4
     # The torch names of a 3-stage network are the published checkpoint's layout.
-    names = weights._torch_names(model)
+    names = torch_names._torch_names(model)
     assert 'refinement_stages.2.trunk.4.trunk.1.1.running_var' in names
     assert names['model.7.0.weight'] == ('model.7.0.kernel', True)
 
 
 def test_unmatched_or_misshaped_keys_fail_loudly(reference_dir):
     state = read_state_dict(reference_dir / 'lwop_random_1stage_zip.pth')
-    model = weights.empty_model(1)
+    model = variables.empty_model(1)
     broken = dict(state)
     del broken['cpm.align.0.bias']
     broken['cpm.extra.weight'] = np.zeros(3, np.float32)
     broken['model.7.0.weight'] = np.zeros((512, 1, 5, 5), np.float32)
-    with pytest.raises(weights.WeightsError) as info:
-        weights.assign(model, weights.torch_to_nnx(broken, model, 'ckpt.pth'), 'ckpt.pth')
+    with pytest.raises(errors.ModelFileError) as info:
+        variables.assign(model, torch_names.torch_to_nnx(broken, model, 'ckpt.pth'), 'ckpt.pth')
     assert 'unexpected: cpm.extra.weight' in str(info.value)
     broken.pop('cpm.extra.weight')
-    with pytest.raises(weights.WeightsError) as info:
-        weights.assign(model, weights.torch_to_nnx(broken, model, 'ckpt.pth'), 'ckpt.pth')
+    with pytest.raises(errors.ModelFileError) as info:
+        variables.assign(model, torch_names.torch_to_nnx(broken, model, 'ckpt.pth'), 'ckpt.pth')
     message = str(info.value)
     assert message.startswith('ckpt.pth: ')
     assert 'missing: cpm.align.0.bias' in message
@@ -98,12 +102,12 @@ def test_unmatched_or_misshaped_keys_fail_loudly(reference_dir):
 
 def test_mobilenet_initialises_exactly_the_backbone(reference_dir):
     model = PoseNet(num_refinement_stages=1, rngs=nnx.Rngs(3))
-    before = {k: np.asarray(v.get_value()) for k, v in weights.variables(model).items()}
-    report = weights.init_backbone_from_mobilenet(model, reference_dir / 'mobilenet_sgd_format.pth.tar')
+    before = {k: np.asarray(v.get_value()) for k, v in variables.variables(model).items()}
+    report = torch_names.init_backbone_from_mobilenet(model, reference_dir / 'mobilenet_sgd_format.pth.tar')
     assert 'initialised 115 backbone tensors' in report
     source = read_state_dict(reference_dir / 'mobilenet_sgd_format.pth.tar')
-    after = {k: np.asarray(v.get_value()) for k, v in weights.variables(model).items()}
-    for torch_key, (nnx_key, is_kernel) in weights._torch_names(model).items():
+    after = {k: np.asarray(v.get_value()) for k, v in variables.variables(model).items()}
+    for torch_key, (nnx_key, is_kernel) in torch_names._torch_names(model).items():
         if nnx_key.startswith('model.'):
             expected = source[torch_key].transpose(2, 3, 1, 0) if is_kernel else source[torch_key]
             np.testing.assert_array_equal(after[nnx_key], expected)
@@ -113,7 +117,7 @@ def test_mobilenet_initialises_exactly_the_backbone(reference_dir):
 
 def test_mobilenet_into_a_shorter_backbone_takes_its_blocks_and_reports_the_rest(reference_dir):
     model = PoseNet(num_refinement_stages=0, backbone_depth=9, rngs=nnx.Rngs(3))
-    report = weights.init_backbone_from_mobilenet(model, reference_dir / 'mobilenet_sgd_format.pth.tar')
+    report = torch_names.init_backbone_from_mobilenet(model, reference_dir / 'mobilenet_sgd_format.pth.tar')
     assert '(model.0-model.8)' in report
     assert 'model.9' in report.split('ignored')[1] and 'model.11' in report.split('ignored')[1]
     source = read_state_dict(reference_dir / 'mobilenet_sgd_format.pth.tar')
@@ -135,9 +139,9 @@ def test_batchnorm_training_mode_follows_pytorch():
 
 
 def test_orbax_round_trip(tmp_path, legacy_model, reference):
-    directory = weights.save_model(legacy_model, tmp_path / 'converted', source='test')
-    assert weights.read_orbax_meta(directory)['num_refinement_stages'] == 1
-    restored = weights.load_any(directory)
+    directory = orbax_io.save_model(legacy_model, tmp_path / 'converted', source='test')
+    assert orbax_io.read_orbax_meta(directory)['num_refinement_stages'] == 1
+    restored = orbax_io.load_any(directory)
     for a, b in zip(nchw_outputs(restored, reference['a_input']), nchw_outputs(legacy_model, reference['a_input'])):
         np.testing.assert_array_equal(a, b)
 
@@ -146,28 +150,28 @@ def test_smaller_network_round_trips_with_its_size(tmp_path):
     """backbone_width / backbone_depth / num_channels (the demo's smaller network) are stored in the
     checkpoint and rebuild the same network; a torch checkpoint of the original does not fit it."""
     model = PoseNet(0, num_channels=64, backbone_width=0.5, backbone_depth=9, rngs=nnx.Rngs(3)).set_training(False)
-    shapes = {k: v.get_value().shape for k, v in weights.variables(model).items()}
+    shapes = {k: v.get_value().shape for k, v in variables.variables(model).items()}
     assert shapes['model.8.3.kernel'] == (1, 1, 256, 256)       # conv5 pointwise: 512 x 0.5
     assert not any(k.startswith(('model.9.', 'model.10.', 'model.11.')) for k in shapes)
     assert shapes['cpm.align.0.kernel'] == (1, 1, 256, 64)
     assert shapes['initial_stage.trunk.0.0.kernel'] == (3, 3, 64, 64)
-    directory = weights.save_model(model, tmp_path / 'small')
-    meta = weights.read_orbax_meta(directory)
+    directory = orbax_io.save_model(model, tmp_path / 'small')
+    meta = orbax_io.read_orbax_meta(directory)
     assert (meta['backbone_width'], meta['backbone_depth'], meta['num_channels']) == (0.5, 9, 64)
-    restored = weights.load_any(directory)
+    restored = orbax_io.load_any(directory)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 40, 48, 3)).astype(np.float32))
     for (h1, p1), (h2, p2) in zip(model(x), restored(x)):
         np.testing.assert_array_equal(h1, h2)
         np.testing.assert_array_equal(p1, p2)
     original = PoseNet(0, rngs=nnx.Rngs(0))
-    arrays = {k: np.asarray(v.get_value()) for k, v in weights.variables(original).items()}
-    with pytest.raises(weights.WeightsError, match='wrong shape'):
-        weights.assign(restored, arrays, 'original-size weights')
+    arrays = {k: np.asarray(v.get_value()) for k, v in variables.variables(original).items()}
+    with pytest.raises(errors.ModelFileError, match='wrong shape'):
+        variables.assign(restored, arrays, 'original-size weights')
     # The same width, all 12 blocks: the three extra conv5 blocks are named as unexpected.
     full_depth = PoseNet(0, num_channels=64, backbone_width=0.5, rngs=nnx.Rngs(3))
-    arrays = {k: np.asarray(v.get_value()) for k, v in weights.variables(full_depth).items()}
-    with pytest.raises(weights.WeightsError, match=r'unexpected: model\.(9|10|11)\.'):
-        weights.assign(restored, arrays, 'full-depth weights')
+    arrays = {k: np.asarray(v.get_value()) for k, v in variables.variables(full_depth).items()}
+    with pytest.raises(errors.ModelFileError, match=r'unexpected: model\.(9|10|11)\.'):
+        variables.assign(restored, arrays, 'full-depth weights')
 
 
 def test_backbone_depth_outside_7_to_12_is_refused():
@@ -178,10 +182,10 @@ def test_backbone_depth_outside_7_to_12_is_refused():
 
 def test_orbax_loader_rejects_foreign_folders(tmp_path):
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(weights.WeightsError, match='not an lwop_jax orbax checkpoint'):
-        weights.load_any(tmp_path / 'empty')
-    with pytest.raises(weights.WeightsError, match='file not found'):
-        weights.load_any(tmp_path / 'nothing.pth')
+    with pytest.raises(errors.ModelFileError, match='not an lwop_jax orbax checkpoint'):
+        orbax_io.load_any(tmp_path / 'empty')
+    with pytest.raises(errors.ModelFileError, match='file not found'):
+        orbax_io.load_any(tmp_path / 'nothing.pth')
 
 
 # (in, out, kernel, stride, padding, dilation, groups, bias): the network's conv kinds. On CPU the

@@ -12,10 +12,11 @@ import pytest
 tf = pytest.importorskip('tensorflow')
 tfds = pytest.importorskip('tensorflow_datasets')
 
-from lwop_jax.data import augment, pipeline, tfds_coco  # noqa: E402
+from lwop_jax.data import augment, coco, pipeline, tfds_coco  # noqa: E402
 from lwop_jax.data.coco import (convert_keypoints, crowd_mask, label_keypoints, load_coco_json,  # noqa: E402
                                 prepare_annotations)
-from lwop_jax.targets import render_targets  # noqa: E402
+from lwop_jax.data.targets import render_targets  # noqa: E402
+from lwop_jax.errors import InputFileError  # noqa: E402
 
 MINI_JSON = 'person_keypoints_val2017_mini.json'
 CROP, MAP = 368, 46
@@ -24,7 +25,7 @@ CROP, MAP = 368, 46
 @pytest.fixture(scope='module')
 def mini(coco_mini_dir):
     """(labels, images_dir) of the COCO mini set: 12 labels on 4 images."""
-    labels = pipeline.load_training_labels(coco_mini_dir / MINI_JSON, coco_mini_dir / 'val2017')
+    labels = coco.load_training_labels(coco_mini_dir / MINI_JSON, coco_mini_dir / 'val2017')
     assert len(labels) == 12
     return labels, coco_mini_dir / 'val2017'
 
@@ -131,8 +132,8 @@ def test_hosts_take_disjoint_parts_of_the_global_batch(mini):
 
 _EXIT_SCRIPT = """
 import sys
-from lwop_jax.data import pipeline
-labels = pipeline.load_training_labels(sys.argv[1] + '/person_keypoints_val2017_mini.json', sys.argv[1] + '/val2017')
+from lwop_jax.data import coco, pipeline
+labels = coco.load_training_labels(sys.argv[1] + '/person_keypoints_val2017_mini.json', sys.argv[1] + '/val2017')
 iterator = iter(pipeline.make_train_dataset(labels, sys.argv[1] + '/val2017', batch_size=8))
 for _ in range(3):
     next(iterator)
@@ -190,17 +191,17 @@ def test_corrupt_and_missing_images_are_skipped_counted_and_logged_once(mini, co
 
 
 def test_load_training_labels_errors(coco_mini_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match='images folder not found: .*nowhere'):
-        pipeline.load_training_labels(coco_mini_dir / MINI_JSON, tmp_path / 'nowhere')
-    with pytest.raises(FileNotFoundError, match='annotation file not found: .*absent.json'):
-        pipeline.load_training_labels(tmp_path / 'absent.json', coco_mini_dir / 'val2017')
+    with pytest.raises(InputFileError, match='nowhere: COCO images folder not found'):
+        coco.load_training_labels(coco_mini_dir / MINI_JSON, tmp_path / 'nowhere')
+    with pytest.raises(InputFileError, match='absent.json: COCO annotation file not found'):
+        coco.load_training_labels(tmp_path / 'absent.json', coco_mini_dir / 'val2017')
     broken = tmp_path / 'broken.json'
     broken.write_text('{"images": [')
     with pytest.raises(ValueError, match='broken.json: not valid JSON'):
-        pipeline.load_training_labels(broken, coco_mini_dir / 'val2017')
+        coco.load_training_labels(broken, coco_mini_dir / 'val2017')
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(FileNotFoundError, match='none of the 4 images'):
-        pipeline.load_training_labels(coco_mini_dir / MINI_JSON, tmp_path / 'empty')
+    with pytest.raises(InputFileError, match='none of the 4 images'):
+        coco.load_training_labels(coco_mini_dir / MINI_JSON, tmp_path / 'empty')
 
 
 def test_crowd_region_is_masked(mini):

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from lwop_jax import runtime
+from lwop_jax.inference import backends as runtime
+from lwop_jax.errors import ModelFileError
 
-from conftest import PROJECT_ROOT
 
 
 @pytest.fixture(scope='module')
@@ -18,7 +18,7 @@ def reference(reference_dir):
 @pytest.fixture(scope='module')
 def exported(reference_dir, model_cache):
     """ONNX and IR of the seed-0 reference checkpoint, made through the converter's cache path."""
-    from lwop_jax import export
+    from lwop_jax.checkpoints import export
     onnx_path = runtime.converted_onnx(reference_dir / 'lwop_random_1stage_legacy.pth')
     return onnx_path, export.export_openvino(onnx_path, model_cache / 'ir')
 
@@ -50,29 +50,35 @@ def test_jax_backend_from_torch_checkpoint(reference_dir, reference):
 
 
 def test_backend_errors(tmp_path, exported):
-    with pytest.raises(runtime.BackendError, match='file not found'):
+    with pytest.raises(ModelFileError, match='file not found'):
         runtime.load_backend(tmp_path / 'missing.onnx')
-    with pytest.raises(runtime.BackendError, match='unknown backend'):
+    with pytest.raises(ModelFileError, match='unknown backend'):
         runtime.load_backend(exported[0], 'tensorrt')
-    with pytest.raises(runtime.BackendError, match='needs a torch checkpoint or an orbax folder'):
+    with pytest.raises(ModelFileError, match='needs a torch checkpoint or an orbax folder'):
         runtime.load_backend(exported[0], 'jax')
     junk = tmp_path / 'junk.onnx'
     junk.write_bytes(b'not a model')
-    with pytest.raises(runtime.BackendError, match='junk.onnx: ONNX Runtime cannot load'):
+    with pytest.raises(ModelFileError, match='junk.onnx: ONNX Runtime cannot load'):
         runtime.load_backend(junk)
 
 
-def test_onnxruntime_path_imports_neither_jax_nor_tensorflow(exported):
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_cpu_paths_import_neither_jax_nor_tensorflow(exported, backend, tmp_path):
+    """The whole inference package, a model file run and decoded, in a fresh interpreter: no jax, no TF."""
+    model = exported[0] if backend == 'onnxruntime' else exported[1]
     code = (
-        'import sys, numpy as np\n'
-        'from lwop_jax import runtime, decode, preprocess\n'
-        f'backend = runtime.load_backend({str(exported[0])!r})\n'
+        'import sys, pkgutil, importlib, numpy as np\n'
+        'import lwop_jax.inference\n'
+        'for module in pkgutil.iter_modules(lwop_jax.inference.__path__):\n'
+        '    importlib.import_module("lwop_jax.inference." + module.name)\n'
+        'from lwop_jax.inference import backends, decode\n'
+        f'backend = backends.load_backend({str(model)!r}, {backend!r})\n'
         'heatmaps, pafs = backend(np.zeros((1, 64, 64, 3), np.float32))\n'
         'decode.decode(heatmaps[0], pafs[0])\n'
         'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "tensorflow"))\n'
         'assert not loaded, loaded\n'
         'print("clean")\n')
-    result = subprocess.run([sys.executable, '-c', code], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'clean' in result.stdout
 
@@ -84,10 +90,10 @@ def test_published_model_by_name_fails_clearly_offline(tmp_path, monkeypatch):
         port = sock.getsockname()[1]
     monkeypatch.setenv('LWOP_JAX_CACHE', str(tmp_path))
     monkeypatch.setenv('LWOP_JAX_URL_COCO_370K', f'http://127.0.0.1:{port}/checkpoint_iter_370000.pth')
-    with pytest.raises(runtime.BackendError) as info:
+    with pytest.raises(ModelFileError) as info:
         runtime.load_backend('coco-370k')
     message = str(info.value)
     assert '\n' not in message and 'cannot download coco-370k' in message and '--checkpoint-path' in message
     assert not any(tmp_path.rglob('*.pth'))
-    with pytest.raises(runtime.BackendError, match='file not found .*coco-370k'):
+    with pytest.raises(ModelFileError, match='file not found .*coco-370k'):
         runtime.load_backend(tmp_path / 'no-such-model')

@@ -12,6 +12,17 @@ import pytest
 from lwop_jax import synthetic
 from lwop_jax.data.coco import crowd_mask, prepare_annotations
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
+from lwop_jax.synthetic.annotations import rle_encode
+from lwop_jax.synthetic.body import (
+    BODY_LENGTHS,
+    JOINT_LIMITS,
+    KEYPOINT_PARTS,
+    PART_NAMES,
+    face_points_away,
+    sample_pose,
+    skeleton_3d,
+)
+from lwop_jax.synthetic.scene import MIN_ANNOTATED_AREA
 
 pycocotools = pytest.importorskip('pycocotools')
 from pycocotools.coco import COCO  # noqa: E402
@@ -117,7 +128,7 @@ def test_masks_are_consistent(debug_renders):
             np.testing.assert_array_equal(figure['visible_mask'], figure['own_mask'] & ~later)
             assert np.array_equal(figure['own_mask'], figure['part_map'] > 0)
             if figure['annotation_index'] is None:
-                assert figure['visible_mask'].sum() < synthetic.MIN_ANNOTATED_AREA
+                assert figure['visible_mask'].sum() < MIN_ANNOTATED_AREA
                 continue
             annotation = annotations[figure['annotation_index']]
             visible = figure['visible_mask']
@@ -149,8 +160,8 @@ def test_visibility_flags_are_honest(debug_renders):
                 # Every labelled point lies on its own person's drawing...
                 assert figure['own_mask'][row, column], (COCO_KEYPOINT_NAMES[k], x, y)
                 covered_by_other = not figure['visible_mask'][row, column]
-                own_top_part = synthetic.PART_NAMES[figure['part_map'][row, column] - 1]
-                covered_by_own = own_top_part not in synthetic.KEYPOINT_PARTS[COCO_KEYPOINT_NAMES[k]]
+                own_top_part = PART_NAMES[figure['part_map'][row, column] - 1]
+                covered_by_own = own_top_part not in KEYPOINT_PARTS[COCO_KEYPOINT_NAMES[k]]
                 back_of_head = bool(figure['faces_away'][k])
                 if v == 2:
                     assert not (covered_by_other or covered_by_own or back_of_head), (COCO_KEYPOINT_NAMES[k], x, y)
@@ -168,18 +179,18 @@ def test_visibility_flags_are_honest(debug_renders):
 def test_left_is_anatomical_left():
     """Facing the camera, the left shoulder is on the image right; seen from the back, on the left;
     and from the back the face keypoints are hidden by the head."""
-    body = {**synthetic.BODY_LENGTHS, 'width': 1.0}
-    pose = synthetic.sample_pose(np.random.default_rng(0), families=('stand',))
+    body = {**BODY_LENGTHS, 'width': 1.0}
+    pose = sample_pose(np.random.default_rng(0), families=('stand',))
     pose.update(head_turn=0.0, head_nod=0.0, roll=0.0)
     for yaw, left_on_right in ((0.0, True), (30.0, True), (180.0, False), (-150.0, False)):
-        points, axes = synthetic.skeleton_3d({**pose, 'yaw': yaw}, body)
+        points, axes = skeleton_3d({**pose, 'yaw': yaw}, body)
         for joint in ('shoulder', 'hip', 'eye', 'ear'):
             left, right = points[KP[f'left_{joint}'], 0], points[KP[f'right_{joint}'], 0]
             assert (left > right) == left_on_right, (yaw, joint)
-        away = synthetic.face_points_away(axes['head'])
+        away = face_points_away(axes['head'])
         assert away[KP['nose']] == (not left_on_right)
     # The standing height: feet down, head up (y grows downwards), about one unit apart.
-    points, _ = synthetic.skeleton_3d({**pose, 'yaw': 0.0}, body)
+    points, _ = skeleton_3d({**pose, 'yaw': 0.0}, body)
     assert points[KP['nose'], 1] < points[KP['left_shoulder'], 1] < points[KP['left_hip'], 1] < points[
         KP['left_ankle'], 1]
     assert 0.8 < points[KP['left_ankle'], 1] - points[KP['nose'], 1] < 1.0
@@ -188,8 +199,8 @@ def test_left_is_anatomical_left():
 def test_poses_respect_joint_limits():
     rng = np.random.default_rng(1)
     for _ in range(200):
-        pose = synthetic.sample_pose(rng)
-        for name, (low, high) in synthetic.JOINT_LIMITS.items():
+        pose = sample_pose(rng)
+        for name, (low, high) in JOINT_LIMITS.items():
             for key in (name, f'left_{name}', f'right_{name}'):
                 if key in pose:
                     assert low <= pose[key] <= high, (key, pose[key])
@@ -262,7 +273,7 @@ def test_rle_encode_round_trip():
     for first_pixel in (0, 1):
         mask = rng.random((7, 5)) < 0.4
         mask[0, 0] = first_pixel
-        rle = synthetic.rle_encode(mask)
+        rle = rle_encode(mask)
         decoded = mask_utils.decode(mask_utils.frPyObjects(rle, 7, 5)).astype(bool)
         np.testing.assert_array_equal(decoded, mask)
 

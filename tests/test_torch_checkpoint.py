@@ -1,4 +1,4 @@
-"""Tests of the torch-free, code-free PyTorch checkpoint reader (lwop_jax.torch_checkpoint).
+"""Tests of the torch-free, code-free PyTorch checkpoint reader (lwop_jax.checkpoints.torch_file).
 
 The published fixtures in ../shared/reference cover the real formats; small checkpoints built
 here opcode by opcode cover tensor geometry (offsets, strides, shared storages) and every
@@ -11,7 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from lwop_jax.torch_checkpoint import CheckpointError, load_torch_file, read_state_dict
+from lwop_jax.checkpoints.torch_file import load_torch_file, read_state_dict
+from lwop_jax.errors import ModelFileError
 from torch_files import call, dict_of, g, legacy_file, obj, program, tensor, zip_file
 
 LEGACY = 'lwop_random_1stage_legacy.pth'
@@ -21,8 +22,8 @@ OVERFIT = 'lwop_overfit_coco4.pth'
 
 
 def expect_error(path, *fragments, loader=load_torch_file):
-    """Loading ``path`` raises CheckpointError; its one-line message names the file and fragments."""
-    with pytest.raises(CheckpointError) as info:
+    """Loading ``path`` raises ModelFileError; its one-line message names the file and fragments."""
+    with pytest.raises(ModelFileError) as info:
         loader(path)
     message = str(info.value)
     assert str(path) in message
@@ -349,6 +350,6 @@ def test_missing_path_and_directory(tmp_path):
 
 
 def test_no_torch_needed():
-    import lwop_jax.torch_checkpoint as module
+    import lwop_jax.checkpoints.torch_file as module
     source = open(module.__file__).read()
     assert 'import torch' not in source and 'pickle.load(' not in source

@@ -16,9 +16,17 @@ import optax
 import pytest
 from flax import nnx
 
-from lwop_jax import train_lib, weights
+from lwop_jax import errors
+from lwop_jax.checkpoints import orbax_io
+from lwop_jax.checkpoints import torch_names as torch_naming
+from lwop_jax.model import variables
+from lwop_jax.training import data as train_data
+from lwop_jax.training import loop as train_loop
+from lwop_jax.training import loss as train_loss
+from lwop_jax.training import model_init
+from lwop_jax.training import optimizer as train_optimizer
 from lwop_jax.model import PoseNet
-from lwop_jax.torch_checkpoint import load_torch_file
+from lwop_jax.checkpoints.torch_file import load_torch_file
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # For k = 1, from the reference README section 1 (the original train.py's 13 Adam groups).
@@ -30,7 +38,7 @@ EXPECTED_GROUP_DECAY = [5e-4, 0, 0, 0, 5e-4, 0, 0, 5e-4, 0, 5e-4, 0, 0, 0]
 # ------------------------------------------------------------------------------------ helpers
 
 def small_config(**overrides):
-    from configs import default
+    from lwop_jax.configs import default
     config = default.get_config()
     config.crop_size = 64
     config.batch_size = 2
@@ -73,7 +81,7 @@ def synthetic_data(*, interrupt_at=None, nan_at=None, starts=None):
                 batch['image'][:] = np.nan
             yield batch
             index += 1
-    return train_lib.TrainData(num_examples=20, batches=batches)
+    return train_data.TrainData(num_examples=20, batches=batches)
 
 
 def flat_arrays(tree):
@@ -84,13 +92,13 @@ def flat_arrays(tree):
 
 def test_param_groups_sizes_lrs_and_decay_match_the_original(reference_dir):
     model = PoseNet(1)
-    names = train_lib.param_group_names(model)
-    sizes = [sum(1 for g in names.values() if g == group.name) for group in train_lib.PARAM_GROUPS]
+    names = train_optimizer.param_group_names(model)
+    sizes = [sum(1 for g in names.values() if g == group.name) for group in train_optimizer.PARAM_GROUPS]
     assert sizes == EXPECTED_GROUP_SIZES
     assert sum(sizes) == len(names) == 151
-    lrs = [4e-5 * group.lr_multiplier for group in train_lib.PARAM_GROUPS]
+    lrs = [4e-5 * group.lr_multiplier for group in train_optimizer.PARAM_GROUPS]
     np.testing.assert_allclose(lrs, EXPECTED_GROUP_LRS, rtol=1e-12)
-    decay = [5e-4 if group.weight_decay else 0 for group in train_lib.PARAM_GROUPS]
+    decay = [5e-4 if group.weight_decay else 0 for group in train_optimizer.PARAM_GROUPS]
     assert decay == EXPECTED_GROUP_DECAY
     # ... and the same as the optimizer state the original wrote into the fixture.
     stored = load_torch_file(reference_dir / 'lwop_random_1stage_legacy.pth')['optimizer']['param_groups']
@@ -101,7 +109,7 @@ def test_param_groups_sizes_lrs_and_decay_match_the_original(reference_dir):
 
 def test_groups_of_three_refinement_stages():
     sizes = {}
-    for group in train_lib.param_group_names(PoseNet(3)).values():
+    for group in train_optimizer.param_group_names(PoseNet(3)).values():
         sizes[group] = sizes.get(group, 0) + 1
     assert sizes['refinement_conv_weight'] == 3 * 19 and sizes['refinement_bn_bias'] == 3 * 10
     assert sizes['backbone_conv_weight'] == 12
@@ -113,11 +121,11 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
     checkpoint = load_torch_file(reference_dir / 'lwop_random_1stage_legacy.pth')
     state_dict, optimizer = checkpoint['state_dict'], checkpoint['optimizer']
     model = PoseNet(1)
-    torch_names = weights._torch_names(model)  # torch key -> (nnx key, is conv kernel)
-    groups = train_lib.param_group_names(model)
+    torch_names = torch_naming._torch_names(model)  # torch key -> (nnx key, is conv kernel)
+    groups = train_optimizer.param_group_names(model)
     b1, b2, eps = 0.9, 0.999, 1e-8
     before, gradient, after, mu, nu, lr_of = {}, {}, {}, {}, {}, {}
-    for group_index, (group, stored_group) in enumerate(zip(train_lib.PARAM_GROUPS, optimizer['param_groups'])):
+    for group_index, (group, stored_group) in enumerate(zip(train_optimizer.PARAM_GROUPS, optimizer['param_groups'])):
         # Torch numbers the parameters group by group, each group in module order (= state_dict order).
         keys = [k for k in state_dict if k in torch_names and groups.get(torch_names[k][0]) == group.name]
         assert len(keys) == len(stored_group['params']), group.name
@@ -136,16 +144,16 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
             for store, value in ((before, p_before), (gradient, grad), (after, p_after), (mu, m), (nu, v)):
                 store[nnx_key] = layout(value)
             lr_of[nnx_key] = lr
-    weights.assign(model, {k: v.astype(np.float32) for k, v in before.items()}, 'pre-step', strict=False)
+    variables.assign(model, {k: v.astype(np.float32) for k, v in before.items()}, 'pre-step', strict=False)
     params = nnx.state(model, nnx.Param)
     grads = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.asarray(gradient[train_lib._dotted(path)], jnp.float32), params)
-    tx = train_lib.make_optimizer(model, base_lr=4e-5, weight_decay=5e-4, steps_per_epoch=1000)
+        lambda path, leaf: jnp.asarray(gradient[train_optimizer._dotted(path)], jnp.float32), params)
+    tx = train_optimizer.make_optimizer(model, base_lr=4e-5, weight_decay=5e-4, steps_per_epoch=1000)
     updates, opt_state = jax.jit(tx.update)(grads, tx.init(params), params)
     new_params = optax.apply_updates(params, updates)
 
     def by_key(tree):
-        return {train_lib._dotted(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+        return {train_optimizer._dotted(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
     new, our_mu, our_nu = by_key(new_params), by_key(optax.tree_utils.tree_get(opt_state, 'mu')), \
         by_key(optax.tree_utils.tree_get(opt_state, 'nu'))
@@ -166,7 +174,7 @@ def test_loss_is_the_original_l2_loss_summed_over_stages():
     outputs = [(rng.normal(size=(2, 3, 4, 19)), rng.normal(size=(2, 3, 4, 38))) for _ in range(2)]
     heatmaps, pafs = rng.normal(size=(2, 3, 4, 19)), rng.normal(size=(2, 3, 4, 38))
     mask = rng.uniform(size=(2, 3, 4))
-    total, per_stage = train_lib.loss_fn(outputs, heatmaps, pafs, mask)
+    total, per_stage = train_loss.loss_fn(outputs, heatmaps, pafs, mask)
     expected = {}
     for s, (h, p) in enumerate(outputs, start=1):
         expected[f'stage{s}_heatmaps'] = np.sum(((h - heatmaps) * mask[..., None]) ** 2 / 2 / 2)
@@ -179,13 +187,13 @@ def test_loss_is_the_original_l2_loss_summed_over_stages():
 
 def test_multistep_schedule_and_steps_per_epoch_as_the_original():
     # DataLoader batches per epoch = ceil(N / B); an iteration every batches_per_iter batches.
-    assert train_lib.steps_per_epoch(1001, 80) == 13
-    assert train_lib.steps_per_epoch(1001, 80, batches_per_iter=2) == 6
-    assert train_lib.steps_per_epoch(3, 80) == 1
+    assert train_data.steps_per_epoch(1001, 80) == 13
+    assert train_data.steps_per_epoch(1001, 80, batches_per_iter=2) == 6
+    assert train_data.steps_per_epoch(3, 80) == 1
     spe = 10
     # scheduler.step() at each epoch start: epoch e runs with last_epoch = e + 1, so the drop to x0.333
     # happens at the start of the 100th epoch (index 99).
-    factor = lambda step: float(train_lib.epoch_lr_factor(step, spe))  # noqa: E731
+    factor = lambda step: float(train_optimizer.epoch_lr_factor(step, spe))  # noqa: E731
     assert factor(0) == 1.0 and factor(98 * spe + 9) == 1.0
     np.testing.assert_allclose(factor(99 * spe), 0.333, rtol=1e-6)
     np.testing.assert_allclose(factor(199 * spe - 1), 0.333, rtol=1e-6)
@@ -194,7 +202,7 @@ def test_multistep_schedule_and_steps_per_epoch_as_the_original():
 
 
 def test_config_files_load(coco_mini_dir):
-    from configs import coco_recipe, coco_stage1, coco_stage2, coco_stage3, default, tiny
+    from lwop_jax.configs import coco_recipe, coco_stage1, coco_stage2, coco_stage3, default, tiny
     assert default.get_config().batch_size == 80
     assert coco_stage1.get_config().from_mobilenet and coco_stage1.get_config().num_train_steps == 420_000
     assert coco_stage2.get_config().num_train_steps == 280_000
@@ -210,9 +218,9 @@ def test_config_files_load(coco_mini_dir):
 
 def test_init_from_a_one_stage_checkpoint_into_three_stages(reference_dir):
     config = small_config(num_refinement_stages=3, init_from=str(reference_dir / 'lwop_random_1stage_zip.pth'))
-    model = train_lib.create_model(config)
-    reference = weights.model_from_torch(reference_dir / 'lwop_random_1stage_zip.pth')
-    ours, theirs = weights.variables(model), weights.variables(reference)
+    model = model_init.create_model(config)
+    reference = torch_naming.model_from_torch(reference_dir / 'lwop_random_1stage_zip.pth')
+    ours, theirs = variables.variables(model), variables.variables(reference)
     for key, var in theirs.items():
         np.testing.assert_array_equal(np.asarray(ours[key].get_value()), np.asarray(var.get_value()), err_msg=key)
     assert any(key.startswith('refinement_stages.2.') for key in ours)
@@ -224,7 +232,7 @@ def coco_mini_batch(coco_mini_dir, size=96):
     """Two crops of the COCO mini images with the original's targets (mask all ones)."""
     import cv2
     from lwop_jax.data import coco
-    from lwop_jax.targets import render_targets
+    from lwop_jax.data.targets import render_targets
     annotations = coco_mini_dir / 'person_keypoints_val2017_mini.json'
     labels = coco.prepare_annotations(coco.load_coco_json(annotations))[:2]
     images, heatmaps, pafs = [], [], []
@@ -263,10 +271,10 @@ def read_scalars(logdir, tag):
 
 def test_a_few_steps_lower_the_loss_and_log_to_tensorboard(coco_mini_dir, tmp_path):
     batch = coco_mini_batch(coco_mini_dir)
-    data = train_lib.TrainData(num_examples=2, batches=lambda start: iter(lambda: batch, None))
+    data = train_data.TrainData(num_examples=2, batches=lambda start: iter(lambda: batch, None))
     config = small_config(crop_size=96, num_train_steps=8, checkpoint_after=8, tensorboard=True,
                           image_summary_after=8, async_checkpointing=False)
-    train_lib.train_and_evaluate(config, tmp_path, train_data=data, evaluate_fn=None)
+    train_loop.train_and_evaluate(config, tmp_path, train_data=data, evaluate_fn=None)
     losses = read_scalars(tmp_path / 'tensorboard', 'train/loss')
     assert len(losses) == 8 and np.isfinite(losses).all()
     assert losses[-1] < 0.8 * losses[0], losses
@@ -285,29 +293,29 @@ def test_validation_runs_every_val_after_and_at_the_last_iteration(tmp_path):
         return {'AP': 0.5}
 
     config = small_config(num_train_steps=5, checkpoint_after=5, val_after=2, async_checkpointing=False)
-    train_lib.train_and_evaluate(config, tmp_path, train_data=synthetic_data(), evaluate_fn=record)
+    train_loop.train_and_evaluate(config, tmp_path, train_data=synthetic_data(), evaluate_fn=record)
     assert seen == [True, True, True]
 
 
 def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     config = small_config(num_train_steps=5, checkpoint_after=2, keep_checkpoints=2)
-    uninterrupted = train_lib.train_and_evaluate(config, tmp_path / 'straight', train_data=synthetic_data(),
+    uninterrupted = train_loop.train_and_evaluate(config, tmp_path / 'straight', train_data=synthetic_data(),
                                                  evaluate_fn=None)
     # Killed while fetching batch 3 (iteration 4): the checkpoint of iteration 2 survives; iteration 3 is lost.
     with pytest.raises(Interrupted):
-        train_lib.train_and_evaluate(config, tmp_path / 'resumed', train_data=synthetic_data(interrupt_at=3),
+        train_loop.train_and_evaluate(config, tmp_path / 'resumed', train_data=synthetic_data(interrupt_at=3),
                                      evaluate_fn=None)
     starts = []
-    resumed = train_lib.train_and_evaluate(config, tmp_path / 'resumed', train_data=synthetic_data(starts=starts),
+    resumed = train_loop.train_and_evaluate(config, tmp_path / 'resumed', train_data=synthetic_data(starts=starts),
                                            evaluate_fn=None)
     assert starts == [2]  # the data stream continued at batch 2, after the 2 batches of the checkpoint
     assert int(resumed.step) == int(uninterrupted.step) == 5
     for name in ('params', 'batch_stats', 'opt_state'):
         for a, b in zip(flat_arrays(getattr(uninterrupted, name)), flat_arrays(getattr(resumed, name))):
             np.testing.assert_array_equal(a, b, err_msg=name)
-    # The checkpoint folder is a model that evaluation/export load with weights.load_any.
-    loaded = weights.variables(weights.load_any(tmp_path / 'resumed' / 'checkpoints'))
-    final = {train_lib._dotted(path): leaf for tree in (resumed.params, resumed.batch_stats)
+    # The checkpoint folder is a model that evaluation/export load with orbax_io.load_any.
+    loaded = variables.variables(orbax_io.load_any(tmp_path / 'resumed' / 'checkpoints'))
+    final = {train_optimizer._dotted(path): leaf for tree in (resumed.params, resumed.batch_stats)
              for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
     assert set(final) == set(loaded)
     for key, value in final.items():
@@ -317,20 +325,22 @@ def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pa
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     config = small_config(num_train_steps=8, checkpoint_after=2, log_after=100)
-    with pytest.raises(train_lib.NonFiniteLossError,
+    with pytest.raises(errors.NonFiniteLossError,
                        match=r'non-finite loss at iteration 4.*last good checkpoint is iteration 2'):
-        train_lib.train_and_evaluate(config, tmp_path, train_data=synthetic_data(nan_at=3), evaluate_fn=None)
+        train_loop.train_and_evaluate(config, tmp_path, train_data=synthetic_data(nan_at=3), evaluate_fn=None)
     steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
     assert steps == [2]
-    model = weights.load_any(tmp_path / 'checkpoints')
-    assert all(np.isfinite(np.asarray(v.get_value())).all() for v in weights.variables(model).values())
+    model = orbax_io.load_any(tmp_path / 'checkpoints')
+    assert all(np.isfinite(np.asarray(v.get_value())).all() for v in variables.variables(model).values())
 
 
 SHARDED_SCRIPT = textwrap.dedent('''
     import json, sys
     import jax, numpy as np
-    from lwop_jax import train_lib
+
     from lwop_jax.model import PoseNet
+    from lwop_jax.training import optimizer as train_optimizer
+    from lwop_jax.training import step as train_step_lib
     sys.path.insert(0, {tests!r})
     from test_train import synthetic_batch
     assert jax.device_count() == 4, jax.devices()
@@ -339,14 +349,14 @@ SHARDED_SCRIPT = textwrap.dedent('''
         model = PoseNet(1)
         # A small lr: Adam's first step is lr * sign(grad), so gradients within rounding of 0 (whose sign
         # depends on the summation order) move by the full lr; 1e-5 keeps that effect below the tolerance.
-        tx = train_lib.make_optimizer(model, base_lr=1e-5, weight_decay=5e-4, steps_per_epoch=10)
-        graphdef, state = train_lib.create_train_state(model, tx)
-        mesh = train_lib.make_mesh(jax.devices()[:devices])
-        state = train_lib.replicate_state(state, mesh)
-        step = train_lib.jit_train_step(graphdef, tx, mesh)
+        tx = train_optimizer.make_optimizer(model, base_lr=1e-5, weight_decay=5e-4, steps_per_epoch=10)
+        graphdef, state = train_step_lib.create_train_state(model, tx)
+        mesh = train_step_lib.make_mesh(jax.devices()[:devices])
+        state = train_step_lib.replicate_state(state, mesh)
+        step = train_step_lib.jit_train_step(graphdef, tx, mesh)
         losses = []
         for index in range(2):
-            batch = train_lib.global_batch([synthetic_batch(index, batch_size=4)], mesh)
+            batch = train_step_lib.global_batch([synthetic_batch(index, batch_size=4)], mesh)
             if index == 0:
                 assert len(batch['image'].sharding.device_set) == devices
             state, metrics = step(state, batch)

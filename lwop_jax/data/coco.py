@@ -13,11 +13,16 @@ Keypoint flags after preparation: 0 = labelled but occluded (COCO v=1), 1 = visi
 2 = absent (v=0) or, after conversion, outside the image.
 """
 import json
+import logging
+import os
 import warnings
 
 import numpy as np
 
+from lwop_jax.errors import InputFileError
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, INTERNAL_TO_COCO, NUM_KEYPOINTS
+
+logger = logging.getLogger(__name__)
 
 NUM_COCO_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
 COCO_LEFT_SHOULDER = COCO_KEYPOINT_NAMES.index('left_shoulder')
@@ -100,31 +105,31 @@ def label_keypoints(label):
 
 # ------------------------------------------------------------------------------------ selection
 def load_coco_json(path):
-    """Read a COCO annotation file; ValueError naming the file if it is not a JSON object."""
+    """Read a COCO annotation file; InputFileError naming the file if it is not a JSON object."""
     try:
         with open(path) as file:
             coco = json.load(file)
     except json.JSONDecodeError as error:
-        raise ValueError(f'{path}: not valid JSON ({error})') from None
+        raise InputFileError(f'{path}: not valid JSON ({error})') from None
     if not isinstance(coco, dict):
-        raise ValueError(f'{path}: a COCO annotation file must hold a JSON object, got {type(coco).__name__}')
+        raise InputFileError(f'{path}: a COCO annotation file must hold a JSON object, got {type(coco).__name__}')
     return coco
 
 
 def _required_list(coco, key, where):
     value = coco.get(key) if isinstance(coco, dict) else None
     if not isinstance(value, list):
-        raise ValueError(f"{where}: not a COCO annotation file: no '{key}' list")
+        raise InputFileError(f"{where}: not a COCO annotation file: no '{key}' list")
     return value
 
 
 def _check_person_annotation(annotation, where):
     missing = [key for key in ('keypoints', 'num_keypoints', 'bbox', 'area') if key not in annotation]
     if missing:
-        raise ValueError(f"{where}: annotation {annotation.get('id', '?')} has no {missing}: "
+        raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has no {missing}: "
                          'expected COCO person keypoints (person_keypoints_*.json)')
     if len(annotation['keypoints']) != 3 * NUM_COCO_KEYPOINTS:
-        raise ValueError(f"{where}: annotation {annotation.get('id', '?')} has "
+        raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has "
                          f"{len(annotation['keypoints'])} keypoint values, expected {3 * NUM_COCO_KEYPOINTS}")
 
 
@@ -142,10 +147,10 @@ def group_annotations_per_image(coco, source=None):
     crowd = {}
     for annotation in annotations:
         if 'image_id' not in annotation:
-            raise ValueError(f"{where}: annotation {annotation.get('id', '?')} has no 'image_id'")
+            raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has no 'image_id'")
         if annotation.get('iscrowd', 0):
             if 'segmentation' not in annotation:
-                raise ValueError(f"{where}: crowd annotation {annotation.get('id', '?')} "
+                raise InputFileError(f"{where}: crowd annotation {annotation.get('id', '?')} "
                                  "has no 'segmentation'")
             crowd.setdefault(annotation['image_id'], []).append(annotation['segmentation'])
             continue
@@ -213,7 +218,7 @@ def prepare_annotations(coco, net_input_size=368, source=None):
     prepared = []
     for image_id, (persons, crowd_segmentations) in per_image.items():
         if image_id not in images:
-            raise ValueError(f"{where}: annotations refer to image id {image_id}, absent from 'images'")
+            raise InputFileError(f"{where}: annotations refer to image id {image_id}, absent from 'images'")
         image = images[image_id]
         previous_mains = []
         for annotation in persons:
@@ -283,3 +288,33 @@ def crowd_mask(segmentations, height, width):
     for segmentation in segmentations:
         mask[_decode_segmentation(segmentation, height, width)] = 0
     return mask
+
+
+def load_training_labels(annotations_json, images_dir, net_input_size=368):
+    """Read and prepare the training labels, checking the COCO layout first.
+
+    Raises:
+        InputFileError: the images folder or the JSON file is missing, the JSON is not valid or not COCO
+            person keypoints, or no image is there (one line: file + problem).
+    Images that the labels name but that are absent are only counted and logged here; the
+    pipeline skips them.
+    """
+    annotations_json, images_dir = os.fspath(annotations_json), os.fspath(images_dir)
+    if not os.path.isdir(images_dir):
+        raise InputFileError(f'{images_dir}: COCO images folder not found (expected e.g. '
+                             'train2017/ with the JPEG files)')
+    if not os.path.isfile(annotations_json):
+        raise InputFileError(f'{annotations_json}: COCO annotation file not found (expected e.g. '
+                             'annotations/person_keypoints_train2017.json)')
+    labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
+    if not labels:
+        raise InputFileError(f'{annotations_json}: no person qualifies as a training sample')
+    files = sorted({label['img_paths'] for label in labels})
+    missing = [name for name in files if not os.path.isfile(os.path.join(images_dir, name))]
+    if len(missing) == len(files):
+        raise InputFileError(f'{images_dir}: none of the {len(files)} images of {annotations_json} is here '
+                             f'(e.g. {missing[0]})')
+    if missing:
+        logger.warning('%d of %d images of %s are missing from %s (e.g. %s); their samples will be skipped',
+                       len(missing), len(files), annotations_json, images_dir, missing[0])
+    return labels

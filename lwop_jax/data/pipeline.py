@@ -10,8 +10,8 @@ a parallel, deterministic ``map``):
    (``decode_reduction``), the reduction folded into the warp matrix;
 3. warp the image once, the full-resolution crowd mask once (only if the image has crowd
    regions; otherwise the mask is all ones, as the original's would be), move the keypoints;
-4. render the targets (:func:`lwop_jax.targets.render_targets`) and the stride-8 mask
-   (:func:`lwop_jax.targets.downsample_mask` of the uint8 crop mask, as the original).
+4. render the targets (:func:`lwop_jax.data.targets.render_targets`) and the stride-8 mask
+   (:func:`lwop_jax.data.targets.downsample_mask` of the uint8 crop mask, as the original).
 
 Sample order: one infinite stream of global positions k = 0, 1, 2, ...; position k is sample
 ``k % N`` of epoch ``k // N`` (N labels), which is label ``permutation(seed, epoch)[k % N]`` (identity
@@ -28,23 +28,23 @@ The fallback is deterministic as long as a file is either always or never readab
 Interpreter exit: tf.data keeps calling the Python producer from its own threads to refill its
 buffers; a call that is in flight when Python finalizes aborts the process ("terminate called
 without an active exception") or hangs it. An ``atexit`` hook therefore switches every producer to
-returning empty placeholders and waits until no call is in flight (see :class:`_ExitGuard`).
+returning empty placeholders and waits until no call is in flight (:mod:`lwop_jax.data.exit_guard`).
 """
-import atexit
 import dataclasses
 import logging
 import os
 import threading
-import time
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
 from lwop_jax.data import augment as augmentation
-from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints, load_coco_json, prepare_annotations
+from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints
+from lwop_jax.data.exit_guard import EXIT_GUARD
 from lwop_jax.skeleton import NUM_HEATMAPS, NUM_PAFS
-from lwop_jax.targets import crop_mask_to_maps, downsample_mask, render_targets
+from lwop_jax.data.targets import crop_mask_to_maps, downsample_mask, render_targets
+from lwop_jax.errors import InputFileError
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class SampleInputs:
     name: str
 
 
-class UnreadableImage(Exception):
+class UnreadableImage(InputFileError):
     """The image file is missing, not decodable, or not of the annotated size."""
 
 
@@ -218,46 +218,6 @@ def process_sample(inputs, rng, config=SampleConfig()):
     return crop, heatmaps, pafs, stride_mask(crop_mask, config)
 
 
-# ------------------------------------------------------------------------------- interpreter exit
-class _ExitGuard:
-    """Counts producer calls in flight; at exit, stops real work and waits for them to drain."""
-
-    QUIET_S, TIMEOUT_S, POLL_S = 0.1, 5.0, 0.01
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self.exiting = False
-        self.used = False
-
-    def __enter__(self):
-        with self._lock:
-            self._in_flight += 1
-            self.used = True
-
-    def __exit__(self, *exc_info):
-        with self._lock:
-            self._in_flight -= 1
-
-    def drain(self):
-        """atexit: from now on producers return placeholders (instantly), so tf.data's buffers fill
-        and its threads park in C++; return once no call has been in flight for QUIET_S."""
-        self.exiting = True
-        if not self.used:
-            return
-        quiet_since, deadline = time.monotonic(), time.monotonic() + self.TIMEOUT_S
-        while time.monotonic() < deadline:
-            time.sleep(self.POLL_S)  # releases the GIL for the in-flight calls
-            if self._in_flight:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= self.QUIET_S:
-                return
-
-
-_EXIT_GUARD = _ExitGuard()
-atexit.register(_EXIT_GUARD.drain)
-
-
 # ------------------------------------------------------------------------------- sample order
 def sample_rng(seed, epoch, index):
     """The Generator of sample ``index`` (position in its epoch) of ``epoch``."""
@@ -296,8 +256,8 @@ class SampleProducer:
         self.skipped = skipped_images
 
     def __call__(self, position):
-        with _EXIT_GUARD:
-            if _EXIT_GUARD.exiting:
+        with EXIT_GUARD:
+            if EXIT_GUARD.exiting:
                 return self.placeholder()
             return self.produce(position)
 
@@ -313,10 +273,10 @@ class SampleProducer:
     def produce_batch(self, positions):
         """(B,) global positions -> the four outputs stacked: (B, S, S, 3) uint8, (B, s, s, 19),
         (B, s, s, 38), (B, s, s) float32."""
-        with _EXIT_GUARD:
+        with EXIT_GUARD:
             batch = self.placeholder(len(positions))
             for row, position in enumerate(positions):
-                if _EXIT_GUARD.exiting:
+                if EXIT_GUARD.exiting:
                     break
                 for output, value in zip(batch, self.produce(position)):
                     output[row] = value
@@ -418,34 +378,3 @@ def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=
         LabelFileSource(labels, images_dir), batch_size=batch_size, config=config, seed=seed,
         shuffle=shuffle, process_index=process_index, process_count=process_count,
         start_step=start_step, num_parallel_calls=num_parallel_calls, skipped_images=skipped_images)
-
-
-# ------------------------------------------------------------------------------- labels
-def load_training_labels(annotations_json, images_dir, net_input_size=368):
-    """Read and prepare the training labels, checking the COCO layout first.
-
-    Raises:
-        FileNotFoundError: the images folder or the JSON file is missing (one line: what, where).
-        ValueError: the JSON is not valid or not COCO person keypoints (file + problem).
-    Images that the labels name but that are absent are only counted and logged here; the
-    pipeline skips them.
-    """
-    annotations_json, images_dir = os.fspath(annotations_json), os.fspath(images_dir)
-    if not os.path.isdir(images_dir):
-        raise FileNotFoundError(f'COCO images folder not found: {images_dir} (expected e.g. '
-                                'train2017/ with the JPEG files)')
-    if not os.path.isfile(annotations_json):
-        raise FileNotFoundError(f'COCO annotation file not found: {annotations_json} (expected e.g. '
-                                'annotations/person_keypoints_train2017.json)')
-    labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
-    if not labels:
-        raise ValueError(f'{annotations_json}: no person qualifies as a training sample')
-    files = sorted({label['img_paths'] for label in labels})
-    missing = [name for name in files if not os.path.isfile(os.path.join(images_dir, name))]
-    if len(missing) == len(files):
-        raise FileNotFoundError(f'none of the {len(files)} images of {annotations_json} is in {images_dir} '
-                                f'(e.g. {missing[0]})')
-    if missing:
-        logger.warning('%d of %d images of %s are missing from %s (e.g. %s); their samples will be skipped',
-                       len(missing), len(files), annotations_json, images_dir, missing[0])
-    return labels

@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 import tensorflow_datasets as tfds
+from pycocotools import mask as mask_utils
 
 from lwop_jax.data.coco import NUM_COCO_KEYPOINTS, crowd_mask, load_coco_json, prepare_annotations
 from lwop_jax.data.pipeline import SampleConfig, SampleInputs, make_dataset_from_source
@@ -46,16 +47,12 @@ def encode_crowd_rle(segmentations, height, width):
     """Crowd segmentations -> compressed RLE counts (bytes) of their union; b'' if there are none."""
     if not segmentations:
         return b''
-    from pycocotools import mask as mask_utils
-
     crowd = (crowd_mask(segmentations, height, width) == 0).astype(np.uint8)
     return mask_utils.encode(np.asfortranarray(crowd))['counts']
 
 
 def decode_crowd_rle(counts, height, width):
     """Inverse of :func:`encode_crowd_rle`: (H, W) float32 mask, 1 = use, 0 = crowd (as crowd_mask)."""
-    from pycocotools import mask as mask_utils
-
     with warnings.catch_warnings():  # pycocotools' NumPy-2 __array__ deprecation, see coco.py
         warnings.filterwarnings('ignore', message='__array__ implementation', category=DeprecationWarning)
         crowd = mask_utils.decode({'size': [int(height), int(width)], 'counts': bytes(counts)})

@@ -1,0 +1,109 @@
+"""Export of PoseNet to ONNX (jax2onnx) and OpenVINO IR, with the original's input and output names.
+
+The exported graph takes ``data``, NCHW float32 (N, 3, H, W) normalised like the original, and returns
+``stage_0_output_1_heatmaps``, ``stage_0_output_0_pafs``, ``stage_1_output_1_heatmaps``, ... in NCHW,
+as the original ``scripts/convert_to_onnx.py`` names them, so existing consumers work unchanged.
+BatchNorm is folded into the preceding convolutions before export (the original's exporter did the same).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lwop_jax import atomic
+from lwop_jax.model.layers import BatchNorm2d, Conv2d, Sequential
+from lwop_jax.model.posenet import PoseNet
+
+
+class Identity(nnx.Module):
+    def __call__(self, x):
+        return x
+
+
+def output_names(num_stages: int) -> list[str]:
+    """The original's output names: per stage, heatmaps ('output_1') then PAFs ('output_0')."""
+    names = []
+    for stage in range(num_stages):
+        names += [f'stage_{stage}_output_1_heatmaps', f'stage_{stage}_output_0_pafs']
+    return names
+
+
+def fold_batchnorm(model: PoseNet) -> PoseNet:
+    """A copy of ``model`` in which every Conv2d followed by a BatchNorm2d absorbs it (eval semantics).
+
+    The fold is computed in float64 and stored in float32: w' = w * g / sqrt(v + eps),
+    b' = (b - m) * g / sqrt(v + eps) + beta (b = 0 for convs without bias).
+    """
+    folded = nnx.clone(model)
+    for _, module in nnx.iter_modules(folded):
+        if not isinstance(module, Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if not (isinstance(conv, Conv2d) and isinstance(bn, BatchNorm2d)):
+                continue
+            factor = np.asarray(bn.scale[...], np.float64) / np.sqrt(np.asarray(bn.var[...], np.float64) + bn.epsilon)
+            bias = np.zeros_like(factor) if conv.bias is None else np.asarray(conv.bias[...], np.float64)
+            new_bias = (bias - np.asarray(bn.mean[...], np.float64)) * factor + np.asarray(bn.bias[...], np.float64)
+            conv.kernel[...] = jnp.asarray(np.asarray(conv.kernel[...], np.float64) * factor, jnp.float32)
+            if conv.bias is None:
+                conv.bias = nnx.data(nnx.Param(jnp.asarray(new_bias, jnp.float32)))
+            else:
+                conv.bias[...] = jnp.asarray(new_bias, jnp.float32)
+            module[i + 1] = Identity()
+    return folded
+
+
+def nchw_forward(model: PoseNet):
+    """``f(x_nchw) -> tuple of NCHW outputs`` in the original's output order, computed in NCHW."""
+    nchw = nnx.clone(model).set_layout('NCHW')
+
+    def forward(x):
+        return tuple(t for pair in nchw(x) for t in pair)
+    return forward
+
+
+def to_onnx_model(model: PoseNet, input_size=(256, 456), *, dynamic: bool = True):
+    """ONNX ModelProto of the BN-folded model. ``dynamic``: symbolic batch, height and width."""
+    from jax2onnx import to_onnx  # the [export] extra; loading a model needs only jax
+    folded = fold_batchnorm(model).set_training(False)
+    shape = ('N', 3, 'H', 'W') if dynamic else (1, 3, *input_size)
+    names = output_names(1 + model.num_refinement_stages)
+    return to_onnx(nchw_forward(folded), inputs=[shape], model_name='lightweight_openpose',
+                   input_names=['data'], output_names=names)
+
+
+def export_onnx(model: PoseNet, path, input_size=(256, 456), *, dynamic: bool = True) -> pathlib.Path:
+    """Writes the ONNX file atomically and returns its path."""
+    path = pathlib.Path(path)
+    proto = to_onnx_model(model, input_size, dynamic=dynamic)
+    atomic.write_bytes(path, proto.SerializeToString())
+    return path
+
+
+def export_openvino(onnx_path, output_dir, input_size=None) -> pathlib.Path:
+    """Converts an exported ONNX file to OpenVINO IR (``<output_dir>/<stem>.xml`` + ``.bin``).
+
+    ``input_size`` (H, W) fixes the spatial shape (the batch stays dynamic); None keeps it dynamic.
+    """
+    import openvino as ov  # the [openvino] extra
+    onnx_path = pathlib.Path(onnx_path)
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = ov.convert_model(str(onnx_path))
+    if input_size is not None:
+        model.reshape({'data': ov.PartialShape([-1, 3, *input_size])})
+    xml = output_dir / f'{onnx_path.stem}.xml'
+    # Write next to the destination, then rename both files, so a crash leaves no half-written IR.
+    tmp_xml = output_dir / f'.{xml.stem}.tmp.xml'
+    ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+    os.replace(tmp_xml.with_suffix('.bin'), xml.with_suffix('.bin'))
+    os.replace(tmp_xml, xml)
+    return xml
+
+
+__all__ = ['output_names', 'fold_batchnorm', 'to_onnx_model', 'export_onnx', 'export_openvino']

@@ -1,0 +1,1 @@
+"""Command-line interfaces of lwop_jax: one module per command (see common.py)."""

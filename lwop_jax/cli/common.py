@@ -1,0 +1,143 @@
+"""What every command shares: the model-source flags, verbosity, and one-line errors.
+
+A command module (``lwop_jax/cli/<verb>.py``) defines ``DESCRIPTION``, ``add_arguments(parser)``,
+``run(args) -> int``, optionally ``check_arguments(args) -> problem or None``, and ``main(argv)`` as
+``common.main(sys.modules[__name__], argv)`` for its top-level script; ``lwop <verb>`` builds the same
+parser as a subcommand. Only the standard library and tqdm are imported here, and no command module imports
+jax or tensorflow at its top: ``--help`` of any command stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from types import ModuleType
+
+from tqdm import tqdm
+
+from lwop_jax.errors import LwopError
+
+# Names the CLIs accept for --backend; the adapters live in lwop_jax.inference.backends.
+BACKEND_NAMES = ('jax', 'onnxruntime', 'openvino')
+
+
+def add_model_source_arguments(parser: argparse.ArgumentParser, *, default: str | None = None,
+                               required: bool = False) -> None:
+    """--checkpoint-path, --backend, --threads, --num-refinement-stages: where the model comes from and
+    what runs it (infer, evaluate)."""
+    default_note = f' (default {default}: the original\'s checkpoint, downloaded and cached once)' if default else ''
+    parser.add_argument('--checkpoint-path', default=default, required=required,
+                        help='model: .onnx, OpenVINO .xml, torch .pth, orbax folder, or a published model by '
+                             f'name{default_note}')
+    parser.add_argument('--backend', choices=BACKEND_NAMES, help='runtime (default: by model file type)')
+    parser.add_argument('--threads', type=int, help='CPU threads of onnxruntime / openvino (default: theirs)')
+    parser.add_argument('--num-refinement-stages', type=int,
+                        help='keep this many refinement stages of a .pth or orbax model (default: all)')
+
+
+def add_verbosity_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('-v', '--verbose', action='store_true',
+                        help='also print informational logs (configuration, library start-up messages)')
+
+
+def make_parser(command: ModuleType, prog: str | None = None,
+                parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The argument parser of a command module (a new one, or ``parser`` filled in)."""
+    parser = parser or argparse.ArgumentParser(prog=prog)
+    parser.description = command.DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    command.add_arguments(parser)
+    add_verbosity_argument(parser)
+    return parser
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Quiet by default: warnings and errors only, from lwop_jax and the libraries it drives.
+
+    The environment variables must be set before TensorFlow is imported (its C++ start-up messages);
+    the commands import it, if at all, after this.
+    """
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger('lwop_jax').setLevel(level)
+    if not verbose:
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')      # TensorFlow / XLA C++ logs
+        os.environ.setdefault('GRPC_VERBOSITY', 'ERROR')
+        os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')   # AV_LOG_QUIET; bad files are reported by us
+    for name in ('absl', 'jax', 'orbax', 'tensorflow'):
+        logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """File descriptor 2 pointed at /dev/null: silences what C++ libraries write there directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def start_tensorflow_quietly(verbose: bool) -> None:
+    """Imports TensorFlow (tf.data) with its start-up lines silenced unless ``verbose``, and hides the GPUs
+    from it: only JAX may use the accelerator.
+
+    TensorFlow 2.21 writes INFO lines from C++ when it starts (oneDNN, "Could not find cuda drivers",
+    "failed call to cuInit") through absl logging, which TF_CPP_MIN_LOG_LEVEL no longer silences.
+    Does nothing where TensorFlow is not installed (the inference-only install).
+    """
+    try:
+        with contextlib.nullcontext() if verbose else stderr_silenced():
+            import tensorflow as tf  # the [train] extra; only training and the demo start it
+            tf.config.set_visible_devices([], 'GPU')
+    except ImportError:
+        return
+
+
+def report_error(message: str) -> None:
+    """One line on stderr that does not break a tqdm progress bar."""
+    tqdm.write(f'error: {message}', file=sys.stderr)
+
+
+def run_command(command: ModuleType, args: argparse.Namespace) -> int:
+    """Runs a parsed command: an LwopError (or an OSError) is one line and exit status 1; other exceptions
+    are bugs and keep their traceback."""
+    set_verbosity(getattr(args, 'verbose', False))
+    try:
+        return int(command.run(args) or 0)
+    except (LwopError, OSError) as exc:  # OSError: an output that cannot be written (its message names it)
+        report_error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+
+
+def parse(command: ModuleType, parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, then the command's ``check_arguments(args)`` if it has one (a problem is a
+    usage error: exit status 2, as argparse's own). A command with ``parse_extra(args, extra)`` receives
+    the arguments its parser does not know (``lwop train``'s ``--config.KEY=VALUE``)."""
+    if hasattr(command, 'parse_extra'):
+        args, extra = parser.parse_known_args(argv)
+        try:
+            command.parse_extra(args, extra)
+        except ValueError as exc:
+            parser.error(str(exc))
+    else:
+        args = parser.parse_args(argv)
+    check = getattr(command, 'check_arguments', None)
+    problem = check(args) if check else None
+    if problem:
+        parser.error(problem)
+    return args
+
+
+def main(command: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parses ``argv`` for a command module and runs it: the ``main`` of its script and ``python -m``."""
+    return run_command(command, parse(command, make_parser(command, prog), argv))

@@ -1,0 +1,61 @@
+"""``lwop infer`` / ``infer.py``: people in images or a video, the original demo.py made scriptable."""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from lwop_jax.atomic import write_json
+from lwop_jax.cli import common
+from lwop_jax.inference import runs
+from lwop_jax.inference.estimator import PoseEstimator
+from lwop_jax.inference.results import keypoint_names
+
+DESCRIPTION = """Finds people in images or a video: the original demo.py, scriptable.
+
+  lwop infer --checkpoint-path model.onnx --images photos/ 'more/*.jpg' --json poses.json
+  lwop infer --checkpoint-path model.pth --video clip.mp4 --output-dir out/ --json poses.json
+
+The original's flags work as before (--checkpoint-path, --height-size, --images, --video,
+--track, --smooth, --cpu). --images takes files, folders (their images, sorted) and globs.
+--output-dir gets the drawn images (a video gets an annotated mp4), --json the keypoints in image
+pixels (a missing keypoint is [-1, -1, 0]). Bad inputs are reported on stderr, one line each,
+and skipped; the exit status is 1 when anything failed. Images are independent (no track ids);
+a video is tracked (--track 1, the default) and smoothed (--smooth 1).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common.add_model_source_arguments(parser, default='coco-370k')
+    parser.add_argument('--height-size', type=int, default=256, help='network input height')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--images', nargs='+', help='image files, folders or globs')
+    source.add_argument('--video', help='video file or camera index')
+    parser.add_argument('--track', type=int, default=1, help='track people ids in a video (1/0); images are independent')
+    parser.add_argument('--smooth', type=int, default=1, help='smooth tracked keypoints (1/0)')
+    parser.add_argument('--cpu', action='store_true',
+                        help='accepted for compatibility; the CPU runtimes run on the CPU anyway')
+    parser.add_argument('--output-dir', type=pathlib.Path, help='write drawn images / annotated mp4')
+    parser.add_argument('--json', type=pathlib.Path, help='write the keypoints to this JSON file')
+    parser.add_argument('--show', action='store_true', help='show results in a window (Esc stops)')
+
+
+def run(args: argparse.Namespace) -> int:
+    runs.quiet_opencv()
+    estimator = PoseEstimator(args.checkpoint_path, args.backend, net_height=args.height_size,
+                              threads=args.threads, track=args.video is not None and bool(args.track),
+                              smooth=bool(args.smooth), num_refinement_stages=args.num_refinement_stages)
+    payload = {'keypoint_names': keypoint_names(), 'model': args.checkpoint_path,
+               'backend': estimator.backend_name, 'height_size': args.height_size}
+    if args.images:
+        payload['images'], failed = runs.run_images(estimator, args.images, args.output_dir, args.show)
+    else:
+        video, failed = runs.run_video(estimator, args.video, args.output_dir, args.show)
+        payload.update(video or {'video': args.video, 'frames': []})
+    if args.json:
+        write_json(args.json, payload, indent=1)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.main(sys.modules[__name__], argv)

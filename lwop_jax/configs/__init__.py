@@ -1,0 +1,1 @@
+"""Training configurations (ml_collections), installed as lwop_jax.configs: `lwop train --config NAME`."""

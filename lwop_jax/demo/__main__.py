@@ -1,0 +1,3 @@
+from lwop_jax.cli.demo import main
+
+raise SystemExit(main())

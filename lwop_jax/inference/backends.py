@@ -1,0 +1,172 @@
+"""Network runtimes behind one call: ``backend(images) -> (heatmaps, pafs)`` of the last stage.
+
+One small adapter per runtime: ONNX Runtime (the CPU default), OpenVINO, JAX. Each takes a batch of
+network inputs, (N, H, W, 3) float32 NHWC normalised like the original, H and W multiples of 8, and
+returns the last stage's maps NHWC float32: heatmaps (N, H/8, W/8, 19), PAFs (N, H/8, W/8, 38).
+
+This module imports NumPy and ONNX Runtime at import time: the ONNX Runtime and OpenVINO paths never load
+jax or tensorflow.
+A torch checkpoint or orbax folder given to ONNX Runtime or OpenVINO is exported to ONNX once (needs
+the ``export`` extra) and cached next to the other converted models (see :func:`cache_dir`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import re
+
+import numpy as np
+import onnxruntime as ort
+
+from lwop_jax.checkpoints import hub
+from lwop_jax.errors import FetchError, ModelFileError
+from lwop_jax.paths import cache_dir
+
+ONNX_SUFFIXES = ('.onnx',)
+OPENVINO_SUFFIXES = ('.xml',)
+
+
+def _last_stage_names(names: list[str]) -> tuple[str, str]:
+    """Output names of the last stage's heatmaps and PAFs (the original's naming scheme)."""
+    stages = [int(m.group(1)) for n in names if (m := re.match(r'stage_(\d+)_output_', n))]
+    if not stages:
+        raise ModelFileError(f'outputs {names} do not follow the stage_K_output_{{1_heatmaps,0_pafs}} naming')
+    last = max(stages)
+    return f'stage_{last}_output_1_heatmaps', f'stage_{last}_output_0_pafs'
+
+
+def _to_nchw(images: np.ndarray) -> np.ndarray:
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f'network input must be (N, H, W, 3), got {images.shape}')
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def _to_nhwc(maps: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(maps.transpose(0, 2, 3, 1))
+
+
+class OnnxRuntimeBackend:
+    name = 'onnxruntime'
+
+    def __init__(self, path, threads: int | None = None):
+        options = ort.SessionOptions()
+        # No busy-waiting between runs: pre-processing and decoding run between network calls and
+        # would otherwise compete with ORT's idle threads spinning on the same cores.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise ModelFileError(f'{path}: ONNX Runtime cannot load this model ({exc})') from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.outputs = list(_last_stage_names([o.name for o in self.session.get_outputs()]))
+
+    def __call__(self, images):
+        heatmaps, pafs = self.session.run(self.outputs, {self.input_name: _to_nchw(images)})
+        return _to_nhwc(heatmaps), _to_nhwc(pafs)
+
+
+class OpenVinoBackend:
+    name = 'openvino'
+
+    def __init__(self, path, threads: int | None = None, device: str = 'CPU'):
+        import openvino as ov  # the [openvino] extra
+        config = {'INFERENCE_PRECISION_HINT': 'f32'}  # keep float32: no silent bf16 on AMX machines
+        if threads:
+            config['INFERENCE_NUM_THREADS'] = threads
+        try:
+            self.compiled = ov.Core().compile_model(str(path), device, config)
+        except Exception as exc:
+            raise ModelFileError(f'{path}: OpenVINO cannot load this model ({exc})') from exc
+        names = [o.get_any_name() for o in self.compiled.outputs]
+        heatmaps, pafs = _last_stage_names(names)
+        self.outputs = [self.compiled.outputs[names.index(heatmaps)], self.compiled.outputs[names.index(pafs)]]
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, images):
+        result = self.request.infer({0: _to_nchw(images)})
+        return _to_nhwc(result[self.outputs[0]]), _to_nhwc(result[self.outputs[1]])
+
+
+class JaxBackend:
+    name = 'jax'
+
+    def __init__(self, model_or_path, num_refinement_stages: int | None = None):
+        # The [jax] extra; the ONNX Runtime and OpenVINO paths never load it.
+        import jax
+        from flax import nnx
+        from lwop_jax.checkpoints import orbax_io
+        if isinstance(model_or_path, (str, os.PathLike)):
+            model = orbax_io.load_any(model_or_path, num_refinement_stages=num_refinement_stages)
+        else:
+            model = model_or_path
+        self.model = model
+        # Weights are an argument, not constants baked into the program: compiling stays fast and
+        # one compiled function serves any weights of the same architecture (e.g. during training).
+        graphdef, self.state = nnx.split(model)
+        self._forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x)[-1])  # one compile per shape
+
+    def __call__(self, images):
+        heatmaps, pafs = self._forward(self.state, np.asarray(images, np.float32))
+        return np.asarray(heatmaps), np.asarray(pafs)
+
+
+BACKENDS = {cls.name: cls for cls in (OnnxRuntimeBackend, OpenVinoBackend, JaxBackend)}
+
+
+def default_backend_for(path) -> str:
+    suffix = pathlib.Path(path).suffix.lower()
+    if suffix in OPENVINO_SUFFIXES:
+        return 'openvino'
+    if suffix in ONNX_SUFFIXES:
+        return 'onnxruntime'
+    return 'jax'
+
+
+def converted_onnx(path, num_refinement_stages: int | None = None) -> pathlib.Path:
+    """ONNX export of a torch checkpoint or orbax folder, made once and cached by content."""
+    path = pathlib.Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(file.read_bytes())
+    digest.update(str(num_refinement_stages).encode())
+    target = cache_dir() / 'onnx' / f'{path.stem}-{digest.hexdigest()[:16]}.onnx'
+    if not target.exists():
+        from lwop_jax.checkpoints import export, orbax_io  # the [export] extra: jax, jax2onnx
+        model = orbax_io.load_any(path, num_refinement_stages=num_refinement_stages)
+        export.export_onnx(model, target)
+    return target
+
+
+def resolve_model_path(path) -> pathlib.Path:
+    """An existing file or folder, or a published model's name (e.g. 'coco-370k'), downloaded once."""
+    try:
+        return hub.resolve_checkpoint(path)
+    except FetchError as exc:
+        raise ModelFileError(str(exc)) from exc
+
+
+def load_backend(path, backend: str | None = None, *, threads: int | None = None,
+                 num_refinement_stages: int | None = None):
+    """Opens ``path`` (.onnx, .xml, torch .pth, orbax folder, or a published model's name) with ``backend``
+    (default: by file type)."""
+    path = resolve_model_path(path)
+    backend = backend or default_backend_for(path)
+    if backend not in BACKENDS:
+        raise ModelFileError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')
+    is_graph = path.suffix.lower() in ONNX_SUFFIXES + OPENVINO_SUFFIXES
+    if backend == 'jax':
+        if is_graph:
+            raise ModelFileError(f'{path}: the JAX backend needs a torch checkpoint or an orbax folder, '
+                                 'not an exported graph')
+        return JaxBackend(path, num_refinement_stages)
+    if not is_graph:
+        path = converted_onnx(path, num_refinement_stages)
+    elif backend == 'onnxruntime' and path.suffix.lower() in OPENVINO_SUFFIXES:
+        raise ModelFileError(f'{path}: ONNX Runtime cannot read OpenVINO IR; use --backend openvino')
+    return BACKENDS[backend](path, threads=threads)

@@ -1,0 +1,3 @@
+from lwop_jax.cli.synthetic import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""What a training run shows: TensorBoard scalars and heatmap pictures (process 0 only), and the periodic
+COCO validation hook."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import pathlib
+from typing import Callable
+
+import jax
+import numpy as np
+
+from lwop_jax.evaluation.coco_eval import evaluate_model
+
+logger = logging.getLogger(__name__)
+
+
+class Monitor:
+    """TensorBoard event files (process 0 only) through tf.summary; a no-op when disabled.
+
+    Writes with ``tf.summary.write`` and the scalars/images plugin metadata, the exact records
+    ``tf.summary.scalar``/``image`` produce, because those two need the ``tensorboard`` package at
+    write time; only viewing the logs needs it (``pip install tensorboard``).
+    """
+
+    def __init__(self, workdir, enabled: bool):
+        self.writer = None
+        if enabled and jax.process_index() == 0:
+            import tensorflow as tf  # the [train] extra; only process 0 with TensorBoard on loads it here
+            from tensorflow.core.framework import summary_pb2
+            tf.config.set_visible_devices([], 'GPU')  # TF must not take the accelerator's memory
+            self._tf = tf
+            self._metadata = {plugin: summary_pb2.SummaryMetadata(
+                plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
+                for plugin in ('scalars', 'images')}
+            self.writer = tf.summary.create_file_writer(str(pathlib.Path(workdir) / 'tensorboard'))
+
+    def scalars(self, step: int, values: dict):
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for name, value in values.items():
+                    self._tf.summary.write(name, self._tf.constant(float(value), self._tf.float32),
+                                           metadata=self._metadata['scalars'])
+
+    def image(self, step: int, name: str, image: np.ndarray):
+        """``image``: (H, W, 3) floats in [0, 1]."""
+        if self.writer is not None:
+            tf = self._tf
+            pixels = np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)
+            png = tf.image.encode_png(pixels)
+            record = tf.stack([tf.as_string(pixels.shape[1]), tf.as_string(pixels.shape[0]), png])
+            with self.writer.as_default(step=step):
+                tf.summary.write(name, record, metadata=self._metadata['images'])
+
+    def flush(self):
+        if self.writer is not None:
+            self.writer.flush()
+
+
+def heatmap_panel(image, target_heatmaps, predicted_heatmaps, stride: int) -> np.ndarray:
+    """One picture: input (subsampled to map size) | target keypoints | predicted keypoints, RGB [0, 1].
+
+    Keypoint panels show the max over the 18 keypoint channels (the background channel left out).
+    """
+    bgr = np.clip(np.asarray(image)[::stride, ::stride] * 256 + 128, 0, 255) / 255
+    h, w = target_heatmaps.shape[:2]
+    rgb = bgr[:h, :w, ::-1]
+    panels = [np.repeat(np.clip(np.max(np.asarray(m)[..., :-1], axis=-1), 0, 1)[..., None], 3, axis=-1)
+              for m in (target_heatmaps, predicted_heatmaps)]
+    return np.concatenate([rgb] + panels, axis=1).astype(np.float32)
+
+
+def default_evaluate_fn(config, workdir) -> Callable | None:
+    """``model -> stats dict`` through lwop_jax.evaluation.coco_eval.evaluate_model, or None (logged) if unavailable."""
+    if not config.val_labels:
+        logger.info('validation off: no val_labels configured')
+        return None
+    if importlib.util.find_spec('pycocotools') is None:
+        logger.warning('validation off: pycocotools is not installed (the [eval] extra)')
+        return None
+    output = str(pathlib.Path(workdir) / config.val_output_name) if config.val_output_name else None
+
+    def evaluate(model):
+        return evaluate_model(model, config.val_labels, config.val_images, output_path=output)
+    return evaluate
