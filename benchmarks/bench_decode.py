@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lwop_jax.inference.decode import decode, extract_peaks, group_keypoints, to_coco_keypoints  # noqa: E402
-from lwop_jax.skeleton import BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS, INTERNAL_TO_COCO  # noqa: E402
+from lwop_jax.inference.decode import decode, extract_peaks, group_keypoints, to_coco_keypoints
+from lwop_jax.skeleton import BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS, INTERNAL_TO_COCO
 
 CASES = ('c000', 'c001', 'c002', 'c003')
 F32 = np.float32

@@ -45,8 +45,7 @@ def onnx_model(args):
 
 def split_steps(estimator, image):
     """The estimator's steps one by one: {step: callable} sharing intermediate results."""
-    from lwop_jax.inference import decode
-    from lwop_jax.inference import preprocess
+    from lwop_jax.inference import decode, preprocess
     state = {}
 
     def pre():
@@ -94,7 +93,8 @@ def main():
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         people = len(estimators['onnxruntime'](image))
-        full = time_rounds({n: (lambda e=e: e(image)) for n, e in estimators.items()}, args.runs, args.warmup)
+        calls = {n: (lambda e=e, image=image: e(image)) for n, e in estimators.items()}
+        full = time_rounds(calls, args.runs, args.warmup)
         ort_ms, ov_ms = (statistics.median(full[n]) for n in ('onnxruntime', 'openvino'))
         original = ORIGINAL_FULL_FRAME_MS.get(path.name, float('nan'))
         print(f'{path.name:18} {people:6d} {original:9.1f} {ort_ms:7.1f} {ort_ms / original:6.2f} '
@@ -114,6 +114,7 @@ def print_calibration(args, estimator):
     """Load check: the original's own ONNX export (random weights, same network) and ours on the
     same 1x256x456 input, timed now; the original baseline measured 47.6 ms for it when quiet."""
     import numpy as np
+
     from lwop_jax.inference import backends as runtime
     original = args.shared / 'reference' / 'original_1stage_256x456.onnx'
     if not original.exists():

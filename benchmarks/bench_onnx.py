@@ -3,7 +3,8 @@
   python benchmarks/bench_onnx.py [--shared ../shared] [--runs 30] [--threads 2]
 
 All sessions run in one process and are timed alternately (one call each per round), so a change of
-machine load hits them alike; thread spinning is off so that no session slows down the next one. Prints per-session medians and the ratios: target ours/original <= 0.9.
+machine load hits them alike; thread spinning is off so that no session slows down the next one.
+Prints per-session medians and the ratios: target ours/original <= 0.9.
 """
 import argparse
 import pathlib

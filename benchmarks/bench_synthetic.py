@@ -18,8 +18,8 @@ import time
 import cv2
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lwop_jax import synthetic  # noqa: E402
-from lwop_jax.synthetic import scene  # noqa: E402
+from lwop_jax import synthetic
+from lwop_jax.synthetic import scene
 
 TARGET_IMAGES_PER_SECOND = 50
 # Stage name -> functions whose time counts for it (they do not nest), by their names in

@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lwop_jax.skeleton import NUM_KEYPOINTS, PAF_LIMBS  # noqa: E402
-from lwop_jax.data.targets import render_targets  # noqa: E402
+from lwop_jax.data.targets import render_targets
+from lwop_jax.skeleton import NUM_KEYPOINTS, PAF_LIMBS
 
 CROP = 368
 

@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lwop_jax.training import optimizer
-from lwop_jax.training import step as train_step_lib
-from lwop_jax.training import host_heap
 from lwop_jax.model import PoseNet
+from lwop_jax.training import host_heap, optimizer
+from lwop_jax.training import step as train_step_lib
 
 ORIGINAL_CPU_IMAGES_PER_SEC = 2.29
 

@@ -97,7 +97,7 @@ def test_draws_follow_the_original_distributions():
     degrees = np.array([d[1] for d in draws])
     offsets = np.array([d[2] for d in draws])
     flips = np.array([d[3] for d in draws])
-    assert 0.5 <= multipliers.min() and multipliers.max() < 1.1
+    assert multipliers.min() >= 0.5 and multipliers.max() < 1.1
     assert -40 <= degrees.min() < -38 and 38 < degrees.max() < 40
     assert offsets.dtype.kind == 'i' and -40 < offsets.min() <= -38 and 38 <= offsets.max() < 40
     assert 0.45 < flips.mean() < 0.55

@@ -6,14 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from lwop_jax.inference import decode
 from lwop_jax.errors import InputFileError
+from lwop_jax.inference import decode
 from lwop_jax.inference.estimator import PoseEstimator
 from lwop_jax.inference.media import as_bgr8
 from lwop_jax.inference.results import PoseResult, bounding_boxes, draw_poses
-from lwop_jax.skeleton import INTERNAL_TO_COCO, POSE_VARS
 from lwop_jax.inference.tracking import OneEuroFilter, PoseTracker, track_poses
-
+from lwop_jax.skeleton import INTERNAL_TO_COCO, POSE_VARS
 
 EXPECTED_PEOPLE = [1, 2, 3, 5]  # the original demo path, images in sorted file-name order
 

@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-import lwop_jax
-from lwop_jax.cli import convert as convert_torch_weights
-from lwop_jax.checkpoints import export
 from test_model import nchw_outputs, reference_outputs
 from torch_files import legacy_file, state_dict_file
+
+import lwop_jax
+from lwop_jax.checkpoints import export
+from lwop_jax.cli import convert as convert_torch_weights
 
 ORIGINAL_OUTPUT_NAMES = ['stage_0_output_1_heatmaps', 'stage_0_output_0_pafs',
                          'stage_1_output_1_heatmaps', 'stage_1_output_0_pafs']

@@ -13,8 +13,8 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / 'lwop_jax'
 # Layers, lowest first: a module may import modules of its own layer or lower ones, never higher ones.
 LAYERS = (
     ('lwop_jax', 'lwop_jax.errors', 'lwop_jax.atomic', 'lwop_jax.paths', 'lwop_jax.skeleton'),
-    ('lwop_jax.inference.preprocess', 'lwop_jax.inference.peaks', 'lwop_jax.inference.decode', 'lwop_jax.inference.results',
-     'lwop_jax.inference.tracking', 'lwop_jax.inference.media', 'lwop_jax.inference.runs',
+    ('lwop_jax.inference.preprocess', 'lwop_jax.inference.peaks', 'lwop_jax.inference.decode',
+     'lwop_jax.inference.results', 'lwop_jax.inference.tracking', 'lwop_jax.inference.media', 'lwop_jax.inference.runs',
      'lwop_jax.data', 'lwop_jax.synthetic'),
     ('lwop_jax.model',),
     ('lwop_jax.checkpoints',),
@@ -47,9 +47,9 @@ def layer_of(module: str) -> int:
     best = None
     for rank, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + '.'):
-                if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), rank)
+            matches = module == prefix or module.startswith(prefix + '.')
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), rank)
     assert best is not None, f'{module} is in no layer: add it to LAYERS'
     return best[1]
 
@@ -69,8 +69,9 @@ def imports_of(module: str) -> list[tuple[str, int, bool]]:
                 found.extend((alias.name, child.lineno, in_function) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ''
-                if child.level:
-                    base = '.'.join(package.split('.')[:len(package.split('.')) - child.level + 1] + ([base] if base else []))
+                if child.level:   # relative: from the package, child.level - 1 packages up
+                    parents = package.split('.')[:len(package.split('.')) - child.level + 1]
+                    base = '.'.join(parents + ([base] if base else []))
                 for alias in child.names:
                     target = f'{base}.{alias.name}'
                     found.append((target if target in MODULES else base, child.lineno, in_function))

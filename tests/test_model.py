@@ -11,11 +11,9 @@ from flax import nnx
 
 import lwop_jax
 from lwop_jax import errors
-from lwop_jax.checkpoints import orbax_io
-from lwop_jax.checkpoints import torch_names
-from lwop_jax.model import variables
-from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet
+from lwop_jax.checkpoints import orbax_io, torch_names
 from lwop_jax.checkpoints.torch_file import read_state_dict
+from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet, variables
 
 CASES = ('a', 'b', 'onnx')
 
@@ -225,7 +223,7 @@ def test_conv2d_cpu_formulations_match_lax_conv(case, size):
     expected = reference(x, params)
     np.testing.assert_allclose(ours(x, params), expected, rtol=1e-5, atol=1e-5)
     weights_out = jnp.asarray(rng.normal(size=expected.shape).astype(np.float32))
-    grads = [jax.grad(lambda x, p: jnp.sum(f(x, p) * weights_out), argnums=(0, 1))(x, params)
+    grads = [jax.grad(lambda x, p, f=f: jnp.sum(f(x, p) * weights_out), argnums=(0, 1))(x, params)
              for f in (jax.jit(ours), reference)]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)

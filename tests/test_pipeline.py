@@ -13,8 +13,7 @@ tf = pytest.importorskip('tensorflow')
 tfds = pytest.importorskip('tensorflow_datasets')
 
 from lwop_jax.data import augment, coco, pipeline, tfds_coco  # noqa: E402
-from lwop_jax.data.coco import (convert_keypoints, crowd_mask, label_keypoints, load_coco_json,  # noqa: E402
-                                prepare_annotations)
+from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints, load_coco_json, prepare_annotations  # noqa: E402
 from lwop_jax.data.targets import render_targets  # noqa: E402
 from lwop_jax.errors import InputFileError  # noqa: E402
 
@@ -183,7 +182,7 @@ def test_corrupt_and_missing_images_are_skipped_counted_and_logged_once(mini, co
     good = {i for i, label in enumerate(labels) if label['img_paths'] not in (names[1], names[2])}
     source = pipeline.LabelFileSource(labels, images)
     producer = pipeline.SampleProducer(source, pipeline.SampleConfig(), 0, False, pipeline.SkippedImages())
-    for index, label in enumerate(labels):
+    for index in range(len(labels)):
         fallback = next(i % 12 for i in itertools.count(index) if i % 12 in good)
         expected = pipeline.process_sample(source.load(fallback), pipeline.sample_rng(0, 0, index))
         for got, want in zip(producer(index), expected):

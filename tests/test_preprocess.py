@@ -5,9 +5,15 @@ import cv2
 import numpy as np
 import pytest
 
-from lwop_jax.inference.preprocess import (InputGeometry, demo_keypoints_to_image, pad_to_stride,
-                                 preprocess_demo, preprocess_val, upsample_demo_maps,
-                                 upsample_val_maps)
+from lwop_jax.inference.preprocess import (
+    InputGeometry,
+    demo_keypoints_to_image,
+    pad_to_stride,
+    preprocess_demo,
+    preprocess_val,
+    upsample_demo_maps,
+    upsample_val_maps,
+)
 
 CASES = ('c000', 'c001', 'c002', 'c003')
 

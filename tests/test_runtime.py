@@ -5,9 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from lwop_jax.inference import backends as runtime
 from lwop_jax.errors import ModelFileError
-
+from lwop_jax.inference import backends as runtime
 
 
 @pytest.fixture(scope='module')

@@ -25,8 +25,8 @@ from lwop_jax.synthetic.body import (
 from lwop_jax.synthetic.scene import MIN_ANNOTATED_AREA
 
 pycocotools = pytest.importorskip('pycocotools')
-from pycocotools.coco import COCO  # noqa: E402
 from pycocotools import mask as mask_utils  # noqa: E402
+from pycocotools.coco import COCO  # noqa: E402
 from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 WIDTH, HEIGHT = 320, 240  # small images keep the tests fast; the generator scales with the image

@@ -5,8 +5,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from lwop_jax.data.targets import crop_mask_to_maps, downsample_mask, mask_size, render_targets
 from lwop_jax.skeleton import PAF_LIMBS
-from lwop_jax.data.targets import (crop_mask_to_maps, downsample_mask, mask_size, render_targets)
 
 NUM_SAMPLES = 20
 STRIDE = 8

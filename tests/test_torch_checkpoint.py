@@ -5,15 +5,16 @@ here opcode by opcode cover tensor geometry (offsets, strides, shared storages) 
 refusal. Nothing here imports torch, and no test ever unpickles untrusted bytes with ``pickle``.
 """
 import collections
+import pathlib
 import pickle
 import zipfile
 
 import numpy as np
 import pytest
+from torch_files import call, dict_of, g, legacy_file, obj, program, tensor, zip_file
 
 from lwop_jax.checkpoints.torch_file import load_torch_file, read_state_dict
 from lwop_jax.errors import ModelFileError
-from torch_files import call, dict_of, g, legacy_file, obj, program, tensor, zip_file
 
 LEGACY = 'lwop_random_1stage_legacy.pth'
 ZIP = 'lwop_random_1stage_zip.pth'
@@ -351,5 +352,5 @@ def test_missing_path_and_directory(tmp_path):
 
 def test_no_torch_needed():
     import lwop_jax.checkpoints.torch_file as module
-    source = open(module.__file__).read()
+    source = pathlib.Path(module.__file__).read_text()
     assert 'import torch' not in source and 'pickle.load(' not in source

@@ -19,14 +19,13 @@ from flax import nnx
 from lwop_jax import errors
 from lwop_jax.checkpoints import orbax_io
 from lwop_jax.checkpoints import torch_names as torch_naming
-from lwop_jax.model import variables
+from lwop_jax.checkpoints.torch_file import load_torch_file
+from lwop_jax.model import PoseNet, variables
 from lwop_jax.training import data as train_data
 from lwop_jax.training import loop as train_loop
 from lwop_jax.training import loss as train_loss
 from lwop_jax.training import model_init
 from lwop_jax.training import optimizer as train_optimizer
-from lwop_jax.model import PoseNet
-from lwop_jax.checkpoints.torch_file import load_torch_file
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # For k = 1, from the reference README section 1 (the original train.py's 13 Adam groups).
@@ -125,7 +124,7 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
     groups = train_optimizer.param_group_names(model)
     b1, b2, eps = 0.9, 0.999, 1e-8
     before, gradient, after, mu, nu, lr_of = {}, {}, {}, {}, {}, {}
-    for group_index, (group, stored_group) in enumerate(zip(train_optimizer.PARAM_GROUPS, optimizer['param_groups'])):
+    for group, stored_group in zip(train_optimizer.PARAM_GROUPS, optimizer['param_groups']):
         # Torch numbers the parameters group by group, each group in module order (= state_dict order).
         keys = [k for k in state_dict if k in torch_names and groups.get(torch_names[k][0]) == group.name]
         assert len(keys) == len(stored_group['params']), group.name
@@ -153,7 +152,8 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
     new_params = optax.apply_updates(params, updates)
 
     def by_key(tree):
-        return {train_optimizer._dotted(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        return {train_optimizer._dotted(path): np.asarray(leaf) for path, leaf in leaves}
 
     new, our_mu, our_nu = by_key(new_params), by_key(optax.tree_utils.tree_get(opt_state, 'mu')), \
         by_key(optax.tree_utils.tree_get(opt_state, 'nu'))
@@ -231,6 +231,7 @@ def test_init_from_a_one_stage_checkpoint_into_three_stages(reference_dir):
 def coco_mini_batch(coco_mini_dir, size=96):
     """Two crops of the COCO mini images with the original's targets (mask all ones)."""
     import cv2
+
     from lwop_jax.data import coco
     from lwop_jax.data.targets import render_targets
     annotations = coco_mini_dir / 'person_keypoints_val2017_mini.json'

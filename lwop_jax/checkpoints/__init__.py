@@ -1,1 +1,1 @@
-"""Model files: the safe torch reader, torch names to NNX paths, orbax files, published weights, ONNX/OpenVINO export."""
+"""Model files: the safe torch reader, torch names to NNX paths, orbax files, published weights, export."""

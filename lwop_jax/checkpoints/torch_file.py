@@ -324,7 +324,7 @@ def load_torch_file(path):
         raise ModelFileError(f'{name}: is a directory') from None
     except PermissionError:
         raise ModelFileError(f'{name}: permission denied') from None
-    except Exception as e:  # noqa: BLE001 - struct.error, EOFError, UnpicklingError, BadZipFile, ...
+    except Exception as e:
         raise ModelFileError(f'{name}: truncated or corrupt ({type(e).__name__}: {e})'
                               .replace('\n', ' ')) from e
 

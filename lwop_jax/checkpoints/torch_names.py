@@ -16,8 +16,15 @@ from lwop_jax.checkpoints import torch_file
 from lwop_jax.errors import ModelFileError
 from lwop_jax.model.layers import BatchNorm2d, Conv2d
 from lwop_jax.model.posenet import PoseNet
-from lwop_jax.model.variables import (assign, dotted, empty_model, format_problems, keep_refinement_stages,
-                                      refinement_stage_of, variables)
+from lwop_jax.model.variables import (
+    assign,
+    dotted,
+    empty_model,
+    format_problems,
+    keep_refinement_stages,
+    refinement_stage_of,
+    variables,
+)
 
 # (module type, NNX leaf) -> torch leaf name.
 _TORCH_LEAF = {

@@ -7,7 +7,7 @@ import sys
 
 from lwop_jax.cli import common
 
-DESCRIPTION = """Converts a Lightweight OpenPose checkpoint to lwop_jax (orbax), ONNX and OpenVINO IR. PyTorch not needed.
+DESCRIPTION = """Converts a Lightweight OpenPose checkpoint to lwop_jax (orbax), ONNX and OpenVINO IR (no PyTorch).
 
   lwop convert checkpoint_iter_370000.pth --output runs/coco-370k \\
       --onnx runs/coco-370k/lwop.onnx --openvino runs/coco-370k/openvino
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from lwop_jax.model.variables import model_summary
     if args.from_mobilenet:
         from flax import nnx  # the [jax] extra, as above
+
         from lwop_jax.model.posenet import PoseNet
         model = PoseNet(num_refinement_stages=args.num_refinement_stages or 1, rngs=nnx.Rngs(args.seed))
         print(torch_names.init_backbone_from_mobilenet(model, args.checkpoint))

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--images', nargs='+', help='image files, folders or globs')
     source.add_argument('--video', help='video file or camera index')
-    parser.add_argument('--track', type=int, default=1, help='track people ids in a video (1/0); images are independent')
+    parser.add_argument('--track', type=int, default=1,
+                        help='track people ids in a video (1/0); images are independent')
     parser.add_argument('--smooth', type=int, default=1, help='smooth tracked keypoints (1/0)')
     parser.add_argument('--cpu', action='store_true',
                         help='accepted for compatibility; the CPU runtimes run on the CPU anyway')

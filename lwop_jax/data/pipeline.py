@@ -42,9 +42,9 @@ import tensorflow as tf
 from lwop_jax.data import augment as augmentation
 from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints
 from lwop_jax.data.exit_guard import EXIT_GUARD
-from lwop_jax.skeleton import NUM_HEATMAPS, NUM_PAFS
 from lwop_jax.data.targets import crop_mask_to_maps, downsample_mask, render_targets
 from lwop_jax.errors import InputFileError
+from lwop_jax.skeleton import NUM_HEATMAPS, NUM_PAFS
 
 logger = logging.getLogger(__name__)
 

@@ -321,7 +321,7 @@ def _require_eval_mode(model):
 # Files
 # ----------------------------------------------------------------------------------------------
 
-def stats_record(result: 'EvalResult', *, checkpoint, backend, labels, scales=(1,), flip=False,
+def stats_record(result: EvalResult, *, checkpoint, backend, labels, scales=(1,), flip=False,
                  base_height=VAL_BASE_HEIGHT) -> dict:
     """The stats JSON (evaluate.py --stats-json): the 10 stats by name and as a list, and how they were got."""
     return {'checkpoint': str(checkpoint), 'backend': backend, 'labels': str(labels),

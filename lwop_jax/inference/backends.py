@@ -98,6 +98,7 @@ class JaxBackend:
         # The [jax] extra; the ONNX Runtime and OpenVINO paths never load it.
         import jax
         from flax import nnx
+
         from lwop_jax.checkpoints import orbax_io
         if isinstance(model_or_path, (str, os.PathLike)):
             model = orbax_io.load_any(model_or_path, num_refinement_stages=num_refinement_stages)

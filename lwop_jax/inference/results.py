@@ -73,7 +73,7 @@ class PoseResult:
 
     @classmethod
     def from_keypoints(cls, keypoints, scores, image_size, num_keypoints=None, track_ids=None,
-                       track_state=None) -> 'PoseResult':
+                       track_state=None) -> PoseResult:
         """Builds a result, computing the boxes; num_keypoints defaults to the found count."""
         keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -89,7 +89,7 @@ class PoseResult:
                    track_ids=track_ids, track_state=track_state)
 
     @classmethod
-    def empty(cls, image_size) -> 'PoseResult':
+    def empty(cls, image_size) -> PoseResult:
         return cls.from_keypoints(np.zeros((0, NUM_KEYPOINTS, 3)), np.zeros(0), image_size)
 
     def __len__(self):

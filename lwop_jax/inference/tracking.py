@@ -72,7 +72,7 @@ class OneEuroFilter:
         self.x_raw, self.dx_hat, self.x_hat = x.copy(), dx_hat, x_hat
         return x_hat.copy()
 
-    def copy(self) -> 'OneEuroFilter':
+    def copy(self) -> OneEuroFilter:
         def clone(a):
             return None if a is None else a.copy()
         return OneEuroFilter(self.freq, self.min_cutoff, self.beta, self.d_cutoff,

@@ -126,7 +126,7 @@ PART_ID = {name: index + 1 for index, name in enumerate(PART_NAMES)}  # 0 = back
 # at its pixel is one of these. The torso owns no joint: a shoulder or hip seen through the torso
 # is hidden behind it.
 KEYPOINT_PARTS = {
-    **{name: ('head',) for name in FACE_POINTS},
+    **dict.fromkeys(FACE_POINTS, ('head',)),
     **{f'{side}_{joint}': tuple(f'{side}_{part}' for part in parts) for side, _ in SIDES
        for joint, parts in (('shoulder', ('upper_arm',)), ('elbow', ('upper_arm', 'forearm')),
                             ('wrist', ('forearm', 'hand')), ('hip', ('thigh',)), ('knee', ('thigh', 'shin')),

@@ -58,8 +58,8 @@ def restore_checkpoint(manager, graphdef, state: TrainState, mesh: Mesh) -> tupl
     model_tree = _model_tree(graphdef, state)
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}
     restored = manager.restore(step, args=ocp.args.Composite(
-        model=ocp.args.StandardRestore(abstract(model_tree)), train_state=ocp.args.StandardRestore(abstract(train_state)),
-        data=ocp.args.JsonRestore()))
+        model=ocp.args.StandardRestore(abstract(model_tree)),
+        train_state=ocp.args.StandardRestore(abstract(train_state)), data=ocp.args.JsonRestore()))
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     model_state = nnx.state(model)
     nnx.replace_by_pure_dict(model_state, restored['model'])

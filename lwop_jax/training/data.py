@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import jax
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +33,15 @@ from lwop_jax.training.data import TrainData, steps_per_epoch, take, train_data_
 from lwop_jax.training.model_init import create_model
 from lwop_jax.training.monitoring import Monitor, default_evaluate_fn, heatmap_panel
 from lwop_jax.training.optimizer import epoch_lr_factor, make_optimizer
-from lwop_jax.training.step import (TrainState, create_train_state, global_batch, jit_train_step, make_mesh,
-                                    model_from_state, replicate_state)
+from lwop_jax.training.step import (
+    TrainState,
+    create_train_state,
+    global_batch,
+    jit_train_step,
+    make_mesh,
+    model_from_state,
+    replicate_state,
+)
 
 logger = logging.getLogger(__name__)
 

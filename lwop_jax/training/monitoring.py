@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

@@ -3,7 +3,8 @@ original applies it) and MultiStepLR x0.333 at epochs 100, 200, 260, as one opta
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -78,7 +78,7 @@ def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, state: 
     # convolutions about 20x slower.
     grads, batch_stats, per_stage = None, state.batch_stats, []
     for index in range(num_batches):
-        batch = jax.tree.map(lambda array: array[index], batches)
+        batch = jax.tree.map(lambda array, index=index: array[index], batches)
         (_, (losses, batch_stats)), batch_grads = grad_fn(state.params, batch_stats, batch)
         grads = batch_grads if grads is None else jax.tree.map(jnp.add, grads, batch_grads)
         per_stage.append(losses)
