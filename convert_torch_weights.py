@@ -1,4 +1,5 @@
 """Converts a checkpoint to orbax, ONNX and OpenVINO IR: the same as ``lwop convert``; see --help."""
+
 import sys
 
 from lwop_jax.cli.convert import main

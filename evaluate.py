@@ -1,4 +1,5 @@
 """COCO keypoint AP of a model (the original val.py): the same as ``lwop evaluate``; see --help."""
+
 import sys
 
 from lwop_jax.cli.evaluate import main

@@ -12,6 +12,7 @@ for the connection NMS and for the pose assembly.
 
     python benchmarks/bench_decode.py [--shared PATH] [--repeats N] [--fast-runs N]
 """
+
 import argparse
 import json
 import math
@@ -38,8 +39,12 @@ def loop_extract_keypoints(heatmap, first_id):
     heatmap[heatmap < 0.1] = 0
     padded = np.pad(heatmap, 1)
     center = padded[1:-1, 1:-1]
-    peaks = ((center > padded[1:-1, :-2]) & (center > padded[1:-1, 2:])
-             & (center > padded[:-2, 1:-1]) & (center > padded[2:, 1:-1]))
+    peaks = (
+        (center > padded[1:-1, :-2])
+        & (center > padded[1:-1, 2:])
+        & (center > padded[:-2, 1:-1])
+        & (center > padded[2:, 1:-1])
+    )
     ys, xs = np.nonzero(peaks)
     points = sorted(zip(xs.tolist(), ys.tolist()), key=lambda p: p[0])  # stable: (x, y)
     suppressed = [False] * len(points)
@@ -98,8 +103,7 @@ def loop_connections(kpts_a, kpts_b, pafs, channels, min_paf_score):
 def loop_group_keypoints(keypoints_by_type, pafs, min_paf_score=0.05):
     all_keypoints = [kpt for kpts in keypoints_by_type for kpt in kpts]
     poses = []
-    for part_id, ((type_a, type_b), channels) in enumerate(zip(BODY_PARTS_KPT_IDS,
-                                                               BODY_PARTS_PAF_IDS)):
+    for part_id, ((type_a, type_b), channels) in enumerate(zip(BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS)):
         kpts_a, kpts_b = keypoints_by_type[type_a], keypoints_by_type[type_b]
         if not kpts_a or not kpts_b:
             continue
@@ -136,7 +140,7 @@ def loop_to_coco(poses, all_keypoints):
             if coco < 0 or pose[slot] == -1:
                 continue
             x, y = all_keypoints[int(pose[slot])][:2]
-            triples[3 * coco: 3 * coco + 3] = [x + 0.5, y + 0.5, 1]
+            triples[3 * coco : 3 * coco + 3] = [x + 0.5, y + 0.5, 1]
         coco_keypoints.append(triples)
         scores.append(pose[18] * max(0, pose[19] - 1))
     return coco_keypoints, scores
@@ -169,8 +173,10 @@ def load_maps(shared):
         noise_p = rs.normal(0.0, 0.03, size=pafs.shape).astype(np.float32)
         assert noise_h.reshape(-1)[:5].tolist() == meta['noise_heatmaps_first5']
         for variant, h, p in (('oracle', heatmaps, pafs), ('noisy', heatmaps + noise_h, pafs + noise_p)):
-            ref = {k: data[f'{case}_{variant}_{k}'] for k in
-                   ('all_keypoints', 'kpt_counts', 'pose_entries', 'coco_keypoints', 'scores')}
+            ref = {
+                k: data[f'{case}_{variant}_{k}']
+                for k in ('all_keypoints', 'kpt_counts', 'pose_entries', 'coco_keypoints', 'scores')
+            }
             out.append((f'{case} {meta["image_id"]} {variant}', h, p, ref))
     return out
 
@@ -204,12 +210,15 @@ def timed(fn, *args):
 def main():
     root = pathlib.Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--shared', default=str(root.parent / 'shared'),
-                        help='folder holding reference/decode_reference.npz (default ../shared)')
-    parser.add_argument('--repeats', type=int, default=3,
-                        help='loop-version runs per map (about 2 min each for all 8 maps)')
-    parser.add_argument('--fast-runs', type=int, default=5,
-                        help='vectorised runs after each loop run (alternating)')
+    parser.add_argument(
+        '--shared',
+        default=str(root.parent / 'shared'),
+        help='folder holding reference/decode_reference.npz (default ../shared)',
+    )
+    parser.add_argument(
+        '--repeats', type=int, default=3, help='loop-version runs per map (about 2 min each for all 8 maps)'
+    )
+    parser.add_argument('--fast-runs', type=int, default=5, help='vectorised runs after each loop run (alternating)')
     args = parser.parse_args()
 
     rows = []
@@ -222,22 +231,29 @@ def main():
             if repeat == 0:  # the loop version is slow: check its first timed run
                 num_peaks, num_poses = check_equal(loop_output, heatmaps, pafs, ref)
             fast_times.extend(timed(fast_decode, heatmaps, pafs)[0] for _ in range(args.fast_runs))
-        rows.append((label, num_peaks, num_poses, statistics.median(loop_times) * 1e3,
-                     statistics.median(fast_times) * 1e3))
+        rows.append(
+            (label, num_peaks, num_poses, statistics.median(loop_times) * 1e3, statistics.median(fast_times) * 1e3)
+        )
         print(f'{label:<22} done', file=sys.stderr, flush=True)
 
-    print(f'decode: maps -> COCO keypoints, medians ({args.repeats} loop runs, '
-          f'{args.repeats * args.fast_runs} vectorised runs per map); outputs bit-equal')
+    print(
+        f'decode: maps -> COCO keypoints, medians ({args.repeats} loop runs, '
+        f'{args.repeats * args.fast_runs} vectorised runs per map); outputs bit-equal'
+    )
     print(f'| {"map":<22} | peaks | poses | loop ms | vectorised ms | speed-up |')
     print(f'|{"-" * 24}|-------|-------|---------|---------------|----------|')
     for label, num_peaks, num_poses, loop_ms, fast_ms in rows:
-        print(f'| {label:<22} | {num_peaks:5d} | {num_poses:5d} | {loop_ms:7.1f} | {fast_ms:13.2f} '
-              f'| {loop_ms / fast_ms:7.1f}x |')
+        print(
+            f'| {label:<22} | {num_peaks:5d} | {num_poses:5d} | {loop_ms:7.1f} | {fast_ms:13.2f} '
+            f'| {loop_ms / fast_ms:7.1f}x |'
+        )
     loop_total = sum(r[3] for r in rows)
     fast_total = sum(r[4] for r in rows)
     geo_mean = math.exp(statistics.mean(math.log(r[3] / r[4]) for r in rows))
-    print(f'| {"total (sum of medians)":<22} |       |       | {loop_total:7.1f} | {fast_total:13.2f} '
-          f'| {loop_total / fast_total:7.1f}x |')
+    print(
+        f'| {"total (sum of medians)":<22} |       |       | {loop_total:7.1f} | {fast_total:13.2f} '
+        f'| {loop_total / fast_total:7.1f}x |'
+    )
     print(f'geometric mean of per-map speed-ups: {geo_mean:.1f}x')
 
 

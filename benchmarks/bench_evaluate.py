@@ -10,6 +10,7 @@ so a change of machine load hits them alike. The time is the detection loop (rea
 upsample, decode, COCO conversion), without COCOeval; the network's share is measured by timing the
 backend calls. Medians over the repeats are printed.
 """
+
 import argparse
 import pathlib
 import statistics
@@ -28,8 +29,9 @@ def parse_args():
     parser.add_argument('--threads', type=int, default=2, help='threads for onnxruntime and openvino')
     parser.add_argument('--multiscale', action='store_true')
     parser.add_argument('--flip', action='store_true')
-    parser.add_argument('--backends', nargs='+', default=['jax', 'onnxruntime', 'openvino'],
-                        choices=sorted(runtime.BACKENDS))
+    parser.add_argument(
+        '--backends', nargs='+', default=['jax', 'onnxruntime', 'openvino'], choices=sorted(runtime.BACKENDS)
+    )
     return parser.parse_args()
 
 
@@ -61,16 +63,19 @@ def main():
     labels = args.shared / 'data' / 'coco_val_mini' / 'person_keypoints_val2017_mini.json'
     images = args.shared / 'data' / 'coco_val_mini' / 'val2017'
     options = {'scales': coco_eval.MULTISCALE if args.multiscale else (1,), 'flip': args.flip}
-    backends = {name: TimedBackend(runtime.load_backend(checkpoint, name, threads=args.threads))
-                for name in args.backends}
+    backends = {
+        name: TimedBackend(runtime.load_backend(checkpoint, name, threads=args.threads)) for name in args.backends
+    }
     for backend in backends.values():
-        run_once(backend, labels, images, options)          # warm-up: jit compiles, allocator, caches
+        run_once(backend, labels, images, options)  # warm-up: jit compiles, allocator, caches
     runs = {name: [] for name in backends}
     for _ in range(args.repeats):
         for name, backend in backends.items():
             runs[name].append(run_once(backend, labels, images, options))
-    print(f'COCO mini, 4 images, scales {list(options["scales"])}, flip {args.flip}, '
-          f'threads {args.threads} (onnxruntime/openvino), median of {args.repeats}')
+    print(
+        f'COCO mini, 4 images, scales {list(options["scales"])}, flip {args.flip}, '
+        f'threads {args.threads} (onnxruntime/openvino), median of {args.repeats}'
+    )
     print(f'{"backend":<12} {"images/s":>9} {"network ms/img":>15} {"rest ms/img":>12} {"AP":>7}')
     for name, results in runs.items():
         rate = statistics.median(r[0] for r in results)

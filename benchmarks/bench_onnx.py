@@ -6,6 +6,7 @@ All sessions run in one process and are timed alternately (one call each per rou
 machine load hits them alike; thread spinning is off so that no session slows down the next one.
 Prints per-session medians and the ratios: target ours/original <= 0.9.
 """
+
 import argparse
 import pathlib
 import statistics
@@ -30,6 +31,7 @@ def parse_args():
 
 def ort_runner(path, threads):
     import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -44,8 +46,12 @@ def ort_runner(path, threads):
 
 def openvino_runner(path, threads):
     import openvino as ov
-    compiled = ov.Core().compile_model(str(path), 'CPU', {
-        'INFERENCE_NUM_THREADS': threads, 'INFERENCE_PRECISION_HINT': 'f32', 'PERFORMANCE_HINT': 'LATENCY'})
+
+    compiled = ov.Core().compile_model(
+        str(path),
+        'CPU',
+        {'INFERENCE_NUM_THREADS': threads, 'INFERENCE_PRECISION_HINT': 'f32', 'PERFORMANCE_HINT': 'LATENCY'},
+    )
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})
 

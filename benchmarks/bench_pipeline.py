@@ -15,6 +15,7 @@ type) does 127.9 samples/s on one worker (reference/baselines_original.md).
 
 Usage: python benchmarks/bench_pipeline.py [--coco-mini DIR] [--samples N] [--batches N]
 """
+
 import argparse
 import collections
 import os
@@ -47,16 +48,20 @@ def timed_sample(source, index, rng, config, times):
     after_decode = clock()
     full_mask = inputs.crowd_mask() if inputs.crowd_mask is not None else None
     keypoints = convert_keypoints(inputs.keypoints, width, height)
-    crop, crop_mask, keypoints = augment.warp_sample(image, full_mask, keypoints, params, config.crop_size,
-                                                     reduction=reduction)
+    crop, crop_mask, keypoints = augment.warp_sample(
+        image, full_mask, keypoints, params, config.crop_size, reduction=reduction
+    )
     after_warp = clock()
-    render_targets(keypoints, config.crop_size, config.crop_size, config.stride, config.sigma,
-                   config.paf_thickness)
+    render_targets(keypoints, config.crop_size, config.crop_size, config.stride, config.sigma, config.paf_thickness)
     pipeline.stride_mask(crop_mask, config)
     after_targets = clock()
-    for stage, seconds in (('read file', after_read - start), ('draw augmentation', after_draw - after_read),
-                           ('JPEG decode', after_decode - after_draw), ('warp', after_warp - after_decode),
-                           ('targets', after_targets - after_warp)):
+    for stage, seconds in (
+        ('read file', after_read - start),
+        ('draw augmentation', after_draw - after_read),
+        ('JPEG decode', after_decode - after_draw),
+        ('warp', after_warp - after_decode),
+        ('targets', after_targets - after_warp),
+    ):
         times[stage] += seconds
     return reduction
 
@@ -80,16 +85,20 @@ def single_threaded(labels, images_dir, samples, reduced_decode):
 
 def report_single(name, times, reductions, end_to_end, end_to_end_cpu, samples):
     total = sum(times.values())
-    print(f'\n[{name}] single-threaded, {samples} samples: {samples / total:.1f} samples/s (wall, stages); '
-          f'process_sample end to end {samples / end_to_end:.1f} samples/s wall, '
-          f'{samples / end_to_end_cpu:.1f} samples per CPU-second '
-          f'= {samples / end_to_end_cpu / ORIGINAL_SAMPLES_PER_S:.2f}x the original')
+    print(
+        f'\n[{name}] single-threaded, {samples} samples: {samples / total:.1f} samples/s (wall, stages); '
+        f'process_sample end to end {samples / end_to_end:.1f} samples/s wall, '
+        f'{samples / end_to_end_cpu:.1f} samples per CPU-second '
+        f'= {samples / end_to_end_cpu / ORIGINAL_SAMPLES_PER_S:.2f}x the original'
+    )
     for stage, seconds in times.items():
         print(f'  {stage:18s} {seconds / samples * 1e3:6.3f} ms  {seconds / total:6.1%}')
     print('  decode reductions: ' + ', '.join(f'1/{r}: {n}' for r, n in sorted(reductions.items())))
     warp_targets = times['warp'] + times['targets']
-    print(f'  warp + targets = {warp_targets / samples * 1e3:.3f} ms vs JPEG decode '
-          f'{times["JPEG decode"] / samples * 1e3:.3f} ms')
+    print(
+        f'  warp + targets = {warp_targets / samples * 1e3:.3f} ms vs JPEG decode '
+        f'{times["JPEG decode"] / samples * 1e3:.3f} ms'
+    )
 
 
 def full_pipeline(labels, images_dir, batch_size, batches, passes=3):
@@ -114,13 +123,16 @@ def main():
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--batches', type=int, default=25)
     args = parser.parse_args()
-    labels = coco.load_training_labels(args.coco_mini / 'person_keypoints_val2017_mini.json',
-                                           args.coco_mini / 'val2017')
+    labels = coco.load_training_labels(
+        args.coco_mini / 'person_keypoints_val2017_mini.json', args.coco_mini / 'val2017'
+    )
     images_dir = args.coco_mini / 'val2017'
     cores = len(os.sched_getaffinity(0))
     print(f'load average before: {os.getloadavg()[0]:.2f}')
-    print(f'COCO mini: {len(labels)} labels, crop 368, full augmentation; {cores} cores; '
-          f'original: {ORIGINAL_SAMPLES_PER_S} samples/s per core')
+    print(
+        f'COCO mini: {len(labels)} labels, crop 368, full augmentation; {cores} cores; '
+        f'original: {ORIGINAL_SAMPLES_PER_S} samples/s per core'
+    )
 
     for name, reduced in (('reduced decode', True), ('full-size decode', False)):
         report_single(name, *single_threaded(labels, images_dir, args.samples, reduced), args.samples)
@@ -129,12 +141,15 @@ def main():
         cv2.setNumThreads(cv2_threads)
         rates, cpu_rates = full_pipeline(labels, images_dir, args.batch_size, args.batches)
         rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
-        print(f'\n[tf.data pipeline] batch {args.batch_size}, AUTOTUNE map, {cores} cores, '
-              f'cv2.setNumThreads({cv2_threads}): {rate:.1f} samples/s wall = {rate / cores:.1f} per core; '
-              f'{cpu_rate:.1f} samples per CPU-second (all threads) = '
-              f'{cpu_rate / ORIGINAL_SAMPLES_PER_S:.2f}x the original per core '
-              f'(wall passes: {", ".join(f"{r:.0f}" for r in rates)})')
+        print(
+            f'\n[tf.data pipeline] batch {args.batch_size}, AUTOTUNE map, {cores} cores, '
+            f'cv2.setNumThreads({cv2_threads}): {rate:.1f} samples/s wall = {rate / cores:.1f} per core; '
+            f'{cpu_rate:.1f} samples per CPU-second (all threads) = '
+            f'{cpu_rate / ORIGINAL_SAMPLES_PER_S:.2f}x the original per core '
+            f'(wall passes: {", ".join(f"{r:.0f}" for r in rates)})'
+        )
     print(f'load average after: {os.getloadavg()[0]:.2f} (other processes share these cores)')
+
 
 if __name__ == '__main__':
     main()

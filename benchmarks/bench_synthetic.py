@@ -6,6 +6,7 @@ where the time of ``render_image`` goes (stages timed by wrapping the functions 
 
     python benchmarks/bench_synthetic.py [--num-images N] [--width W] [--height H] [--max-people P]
 """
+
 import argparse
 import collections
 import functools
@@ -61,6 +62,7 @@ def timed_stages():
                 finally:
                     totals[_stage] += time.perf_counter() - start
                     active.pop()
+
             setattr(scene, name, wrapper)
     return totals
 
@@ -95,16 +97,23 @@ def main():
     encode = (time.perf_counter() - start) / 50
 
     n = args.num_images
-    print(f'{n} images {args.width}x{args.height}, max {args.max_people} people, one core '
-          f'(cpu {sorted(os.sched_getaffinity(0))}, OpenCV threads {cv2.getNumThreads()})')
+    print(
+        f'{n} images {args.width}x{args.height}, max {args.max_people} people, one core '
+        f'(cpu {sorted(os.sched_getaffinity(0))}, OpenCV threads {cv2.getNumThreads()})'
+    )
     print(f'annotated people per image {counts["people"] / n:.2f}, images with a crowd {counts["crowds"] / n:.0%}')
-    print(f'generate_dataset (render + JPEG + write + JSON): {n / end_to_end:6.1f} images/s '
-          f'({end_to_end / n * 1e3:.2f} ms/image; target >= {TARGET_IMAGES_PER_SECOND})')
+    print(
+        f'generate_dataset (render + JPEG + write + JSON): {n / end_to_end:6.1f} images/s '
+        f'({end_to_end / n * 1e3:.2f} ms/image; target >= {TARGET_IMAGES_PER_SECOND})'
+    )
     # On a shared machine the wall clock also counts other processes' turns on this core.
-    print(f'  per second of this process\'s CPU time:          {n / end_to_end_cpu:6.1f} images/s '
-          f'(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)')
-    print(f'render_image only:                               {n / render:6.1f} images/s '
-          f'({render / n * 1e3:.2f} ms/image)')
+    print(
+        f"  per second of this process's CPU time:          {n / end_to_end_cpu:6.1f} images/s "
+        f'(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)'
+    )
+    print(
+        f'render_image only:                               {n / render:6.1f} images/s ({render / n * 1e3:.2f} ms/image)'
+    )
     print('per-stage split of render_image, ms/image:')
     for stage in STAGES:
         print(f'  {stage:18s} {totals[stage] / n * 1e3:6.2f}')

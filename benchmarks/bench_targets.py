@@ -7,6 +7,7 @@ implementations alternate in one process; outputs are asserted bit-equal before 
 
     python benchmarks/bench_targets.py [--shared PATH] [--repeats N]
 """
+
 import argparse
 import json
 import math
@@ -35,8 +36,9 @@ def loop_add_gaussian(keypoint_map, x, y, stride, sigma):
     shift = stride / 2 - 0.5
     for map_y in range(tl[1] // stride, br[1] // stride):
         for map_x in range(tl[0] // stride, br[0] // stride):
-            d2 = ((map_x * stride + shift - x) * (map_x * stride + shift - x)
-                  + (map_y * stride + shift - y) * (map_y * stride + shift - y))
+            d2 = (map_x * stride + shift - x) * (map_x * stride + shift - x) + (map_y * stride + shift - y) * (
+                map_y * stride + shift - y
+            )
             exponent = d2 / 2 / sigma / sigma
             if exponent > 4.6052:
                 continue
@@ -81,8 +83,15 @@ def loop_render_targets(persons, height, width, stride=8, sigma=7.0, thickness=1
     for limb, (a, b) in enumerate(PAF_LIMBS):
         for person in persons:
             if person[a][2] <= 1 and person[b][2] <= 1:
-                loop_set_paf(paf_maps[2 * limb:2 * limb + 2], person[a][0], person[a][1],
-                             person[b][0], person[b][1], stride, thickness)
+                loop_set_paf(
+                    paf_maps[2 * limb : 2 * limb + 2],
+                    person[a][0],
+                    person[a][1],
+                    person[b][0],
+                    person[b][1],
+                    stride,
+                    thickness,
+                )
     return keypoint_maps.transpose(1, 2, 0), paf_maps.transpose(1, 2, 0)
 
 
@@ -95,8 +104,7 @@ def load_cases(reference):
         if not str(name).startswith('coco_'):
             continue
         prefix = f's{index:03d}_'
-        persons = np.concatenate([data[prefix + 'main_keypoints'][None],
-                                  data[prefix + 'other_keypoints']])
+        persons = np.concatenate([data[prefix + 'main_keypoints'][None], data[prefix + 'other_keypoints']])
         height, width = (int(v) for v in data[prefix + 'image_hw'])
         fulls.append((f'{name}_full', persons.tolist(), height, width))
         # A 368 x 368 window centred on the main person's bbox centre, as CropPad does (no jitter).
@@ -148,8 +156,7 @@ def bench(cases, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_shared = pathlib.Path(os.environ.get(
-        'LWOP_SHARED', pathlib.Path(__file__).resolve().parents[2] / 'shared'))
+    default_shared = pathlib.Path(os.environ.get('LWOP_SHARED', pathlib.Path(__file__).resolve().parents[2] / 'shared'))
     parser.add_argument('--shared', type=pathlib.Path, default=default_shared)
     parser.add_argument('--repeats', type=int, default=15)
     args = parser.parse_args()
@@ -157,13 +164,18 @@ def main():
     if not (reference / 'targets_reference.npz').exists():
         sys.exit(f'no targets_reference.npz under {reference}')
     crops, fulls = load_cases(reference)
-    for label, cases in ((f'{CROP}x{CROP} crops', crops), ('full images', fulls),
-                         ('12-person crowds', synthetic_crowds())):
+    for label, cases in (
+        (f'{CROP}x{CROP} crops', crops),
+        ('full images', fulls),
+        ('12-person crowds', synthetic_crowds()),
+    ):
         loop_s, vector_s = bench(cases, args.repeats)
         n = len(cases)
-        print(f'{label:>17} ({n} samples, outputs bit-equal): loop port {1e3 * loop_s / n:8.3f} ms/sample, '
-              f'render_targets {1e3 * vector_s / n:7.3f} ms/sample, speed-up x{loop_s / vector_s:.1f} '
-              f'(median of {args.repeats})')
+        print(
+            f'{label:>17} ({n} samples, outputs bit-equal): loop port {1e3 * loop_s / n:8.3f} ms/sample, '
+            f'render_targets {1e3 * vector_s / n:7.3f} ms/sample, speed-up x{loop_s / vector_s:.1f} '
+            f'(median of {args.repeats})'
+        )
 
 
 if __name__ == '__main__':

@@ -19,6 +19,7 @@ vs 116); the kernel gradient as one im2col matmul 100 ms or 9 shifted matmuls 86
 88 ms vs 96 ms (the whole step in bfloat16 is slower, see the table). XLA's conv runs at ~80 GMAC/s
 on the 2 cores, close to their float32 peak.
 """
+
 import argparse
 import statistics
 import time
@@ -37,10 +38,12 @@ ORIGINAL_CPU_IMAGES_PER_SEC = 2.29
 
 def make_batch(batch, size, rng):
     cells = size // 8
-    return {'image': (rng.normal(size=(batch, size, size, 3)) * 0.4).astype(np.float32),
-            'heatmaps': rng.uniform(size=(batch, cells, cells, 19)).astype(np.float32),
-            'pafs': (rng.normal(size=(batch, cells, cells, 38)) * 0.3).astype(np.float32),
-            'mask': np.ones((batch, cells, cells), np.float32)}
+    return {
+        'image': (rng.normal(size=(batch, size, size, 3)) * 0.4).astype(np.float32),
+        'heatmaps': rng.uniform(size=(batch, cells, cells, 19)).astype(np.float32),
+        'pafs': (rng.normal(size=(batch, cells, cells, 38)) * 0.3).astype(np.float32),
+        'mask': np.ones((batch, cells, cells), np.float32),
+    }
 
 
 def bench(device, dtype, batch, size, stages, steps):
@@ -76,8 +79,10 @@ def main():
     kept = host_heap.keep_freed_memory()  # before jax.devices() starts the CPU client's threads
     print(f'jax {jax.__version__}, devices: {jax.devices()}; freed host memory kept: {kept}')
     print(f'train step, {args.size}x{args.size}, {args.stages} refinement stage(s), compile excluded')
-    print(f'{"device":<28}{"dtype":<10}{"batch":>6}{"compile s":>11}{"median s":>10}{"min s":>8}'
-          f'{"images/s":>10}{"vs original CPU":>17}')
+    print(
+        f'{"device":<28}{"dtype":<10}{"batch":>6}{"compile s":>11}{"median s":>10}{"min s":>8}'
+        f'{"images/s":>10}{"vs original CPU":>17}'
+    )
     runs = [] if args.skip_cpu else [(jax.devices('cpu')[0], args.batch)]
     accelerators = [d for d in jax.devices() if d.platform != 'cpu']
     runs += [(d, b) for d in accelerators[:1] for b in sorted({args.batch, args.gpu_batch})]
@@ -85,8 +90,11 @@ def main():
         for name, dtype in (('float32', None), ('bfloat16', jnp.bfloat16)):
             compile_s, median, fastest, loss = bench(device, dtype, batch, args.size, args.stages, args.steps)
             rate = batch / median
-            print(f'{str(device):<28}{name:<10}{batch:>6}{compile_s:>11.1f}{median:>10.3f}{fastest:>8.3f}'
-                  f'{rate:>10.2f}{rate / ORIGINAL_CPU_IMAGES_PER_SEC:>16.2f}x', flush=True)
+            print(
+                f'{str(device):<28}{name:<10}{batch:>6}{compile_s:>11.1f}{median:>10.3f}{fastest:>8.3f}'
+                f'{rate:>10.2f}{rate / ORIGINAL_CPU_IMAGES_PER_SEC:>16.2f}x',
+                flush=True,
+            )
 
 
 if __name__ == '__main__':

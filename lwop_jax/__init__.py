@@ -4,6 +4,7 @@
 orbax folder) and ``lwop_jax.PoseEstimator`` (image -> people) are imported lazily, so that the CPU
 inference path (PoseEstimator on ONNX Runtime or OpenVINO) never loads jax or tensorflow.
 """
+
 import importlib
 
 __version__ = '0.2.0'

@@ -3,6 +3,7 @@
 A reader never sees a half-written file and an interrupted run leaves the previous file intact.
 Standard library only (the CPU inference path imports it).
 """
+
 import json
 import os
 import pathlib

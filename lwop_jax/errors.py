@@ -4,6 +4,7 @@ A command prints an :class:`LwopError` as one line, ``error: <message>``, and ex
 messages start with the file they are about. Anything else is a bug and keeps its traceback.
 Standard library only: every layer imports this module.
 """
+
 from __future__ import annotations
 
 

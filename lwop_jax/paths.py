@@ -1,4 +1,5 @@
 """Where lwop_jax keeps files of its own: the cache of downloaded and converted models."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared test fixtures: the reference files of the original implementation live in ../shared."""
+
 import os
 import pathlib
 
@@ -9,8 +10,10 @@ SHARED = pathlib.Path(os.environ.get('LWOP_SHARED', PROJECT_ROOT.parent / 'share
 REFERENCE = SHARED / 'reference'
 COCO_MINI = SHARED / 'data' / 'coco_val_mini'
 
-_SKIP_REASON = (f'needs the reference fixtures of the original implementation in {SHARED} '
-                '(absent in a fresh clone; set LWOP_SHARED to point elsewhere)')
+_SKIP_REASON = (
+    f'needs the reference fixtures of the original implementation in {SHARED} '
+    '(absent in a fresh clone; set LWOP_SHARED to point elsewhere)'
+)
 
 
 def _require(path):
@@ -45,4 +48,5 @@ def model_cache(tmp_path_factory):
 def overfit_onnx(reference_dir, model_cache):
     """The trained reference model (lwop_overfit_coco4.pth) as ONNX, converted once per session."""
     from lwop_jax.inference import backends as runtime
+
     return runtime.converted_onnx(reference_dir / 'lwop_overfit_coco4.pth')

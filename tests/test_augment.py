@@ -1,4 +1,5 @@
 """Single-warp augmentation vs the original's Scale -> Rotate -> CropPad -> Flip chain."""
+
 import math
 
 import cv2
@@ -14,9 +15,12 @@ CROP = CONFIG.crop_size
 
 def random_label(rng, width=640, height=480):
     bbox_height = rng.uniform(80, 400)
-    return {'img_width': width, 'img_height': height,
-            'objpos': [rng.uniform(0, width), rng.uniform(0, height)],
-            'scale_provided': bbox_height / 368}
+    return {
+        'img_width': width,
+        'img_height': height,
+        'objpos': [rng.uniform(0, width), rng.uniform(0, height)],
+        'scale_provided': bbox_height / 368,
+    }
 
 
 # --------------------------------------------------------------- the original, transcribed on points
@@ -31,8 +35,7 @@ def original_chain(label, points, draws):
     objpos = np.array(label['objpos'], dtype=np.float64)
     # Scale (prob 1): multiplier from the second random() in the original.
     scale = CONFIG.target_dist / label['scale_provided'] * ((1.1 - 0.5) * u_scale + 0.5)
-    scaled = cv2.resize(np.zeros((label['img_height'], label['img_width']), np.uint8), dsize=(0, 0),
-                        fx=scale, fy=scale)
+    scaled = cv2.resize(np.zeros((label['img_height'], label['img_width']), np.uint8), dsize=(0, 0), fx=scale, fy=scale)
     points, objpos = points * scale, objpos * scale
     # Rotate
     h, w = scaled.shape
@@ -76,8 +79,10 @@ def test_rotation_matrix_matches_cv2():
     for degree in (-40, -13.7, 0, 22.5, 40):
         expected = cv2.getRotationMatrix2D((321.5, 200), degree, 1)
         got = augment.rotate_matrix(643, 400, degree)
-        bound_w, bound_h = (int(400 * abs(expected[0, 1]) + 643 * abs(expected[0, 0])),
-                            int(400 * abs(expected[0, 0]) + 643 * abs(expected[0, 1])))
+        bound_w, bound_h = (
+            int(400 * abs(expected[0, 1]) + 643 * abs(expected[0, 0])),
+            int(400 * abs(expected[0, 0]) + 643 * abs(expected[0, 1])),
+        )
         expected[:, 2] += [bound_w / 2 - 321.5, bound_h / 2 - 200]
         np.testing.assert_allclose(got[:2], expected, atol=1e-12)
 
@@ -107,13 +112,13 @@ def test_draws_follow_the_original_distributions():
 def dot_image(points, height, width, sigma):
     """(H, W, C) float32: one Gaussian dot per channel, centred at points[c] (pixel-centre coords)."""
     ys, xs = np.mgrid[0:height, 0:width]
-    dots = [np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2)) for x, y in points]
+    dots = [np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in points]
     return np.stack(dots, axis=-1).astype(np.float32)
 
 
 def centroids(image):
     """(C, 2) intensity-weighted centroid (x, y) of each channel."""
-    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
     weights = image.reshape(-1, image.shape[2]).astype(np.float64)
     total = np.maximum(weights.sum(axis=0), 1e-12)  # a dot that left the crop: ignored by callers
     return np.stack([xs.reshape(-1) @ weights / total, ys.reshape(-1) @ weights / total], axis=-1)
@@ -141,8 +146,9 @@ def test_dots_land_on_their_transformed_keypoints(seed):
         moved = augment.transform_keypoints(keypoints, params)[0]
         destination = [FLIP_KEYPOINTS[k] if params.flip else k for k in indices]
         expected = moved[destination, :2]
-        inside = np.all((expected > 5 * sigma * params.scale + 2) & (expected < CROP - 5 * sigma * params.scale - 2),
-                        axis=-1)
+        inside = np.all(
+            (expected > 5 * sigma * params.scale + 2) & (expected < CROP - 5 * sigma * params.scale - 2), axis=-1
+        )
         assert np.all(moved[destination, 2] == 1)
         np.testing.assert_allclose(centroids(warped)[inside], expected[inside], atol=0.3)
         checked += inside.sum()
@@ -171,8 +177,9 @@ def test_mask_blends_truncate_to_zero_and_border_is_one():
     label = {'img_width': 320, 'img_height': 240, 'objpos': [175, 120], 'scale_provided': 0.6}
     params = augment.compose_augmentation(label, 0.8, 11.0, (0, 0), False)  # scale 0.8, rotated
     warped = augment.warp_mask(mask, params.matrix, CROP)
-    as_float = cv2.warpAffine(mask, params.matrix, (CROP, CROP), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+    as_float = cv2.warpAffine(
+        mask, params.matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0
+    )
     assert warped.dtype == np.uint8
     assert set(np.unique(warped)) == {0, 1}
     np.testing.assert_array_equal(warped, (as_float >= 1).astype(np.uint8))  # blends -> 0

@@ -1,5 +1,6 @@
 """The commands as users run them: `lwop VERB` and the four scripts, help without jax or tensorflow,
 one-line errors, configs by name or path with overrides, quiet output."""
+
 import os
 import pathlib
 import subprocess
@@ -23,6 +24,7 @@ def run_python(code_or_args, cwd, **kwargs):
 
 def test_version(tmp_path):
     import lwop_jax
+
     result = run_python(['-m', 'lwop_jax', '--version'], tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == f'lwop_jax {lwop_jax.__version__}'
 
@@ -37,7 +39,8 @@ def test_help_of_every_command_loads_neither_jax_nor_tensorflow(verb, tmp_path):
         'except SystemExit as exit:\n'
         '    assert exit.code == 0, exit.code\n'
         f'heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})\n'
-        'assert not heavy, heavy\n')
+        'assert not heavy, heavy\n'
+    )
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f'usage: lwop {verb}' in result.stdout
@@ -53,17 +56,30 @@ def test_scripts_take_the_flags_of_their_command(verb, tmp_path):
     assert script.stdout.startswith(f'usage: {SCRIPTS[verb]}') and command.stdout.startswith(f'usage: lwop {verb}')
     # After the usage paragraph (wrapped by the program name's length): description, flags, help texts.
     assert script.stdout.split('\n\n', 1)[1] == command.stdout.split('\n\n', 1)[1]
-    assert (PROJECT_ROOT / SCRIPTS[verb]).read_text().count('\n') < 10   # a shim
+    assert (PROJECT_ROOT / SCRIPTS[verb]).read_text().count('\n') < 10  # a shim
 
 
 def test_missing_training_labels_is_one_line(tmp_path):
-    result = run_python(['-m', 'lwop_jax', 'train', '--config', 'tiny', '--workdir', str(tmp_path / 'w'),
-                         f'--config.train_images={tmp_path}', '--config.train_labels=/missing.json'], tmp_path)
+    result = run_python(
+        [
+            '-m',
+            'lwop_jax',
+            'train',
+            '--config',
+            'tiny',
+            '--workdir',
+            str(tmp_path / 'w'),
+            f'--config.train_images={tmp_path}',
+            '--config.train_labels=/missing.json',
+        ],
+        tmp_path,
+    )
     assert result.returncode == 1
     assert result.stdout == ''
     assert result.stderr.splitlines() == [
         'error: /missing.json: COCO annotation file not found (expected e.g. '
-        'annotations/person_keypoints_train2017.json)'], result.stderr
+        'annotations/person_keypoints_train2017.json)'
+    ], result.stderr
 
 
 def test_bad_model_file_is_one_line(tmp_path):
@@ -89,28 +105,40 @@ def test_configs_by_name_and_by_path_are_the_same():
     by_name = train.load_config('tiny')
     by_path = train.load_config(str(PROJECT_ROOT / 'configs' / 'tiny.py'))
     assert by_name.to_dict() == by_path.to_dict()
-    assert {'default', 'tiny', 'demo', 'coco_stage1', 'coco_stage2', 'coco_stage3', 'coco_recipe'} <= \
-        set(train.config_names())
+    assert {'default', 'tiny', 'demo', 'coco_stage1', 'coco_stage2', 'coco_stage3', 'coco_recipe'} <= set(
+        train.config_names()
+    )
 
 
 def test_config_overrides_keep_the_types():
-    config = train.load_config('coco_recipe', [
-        ('batch_size', '40'), ('coco_dir', '/data/coco'), ('stages.stage2.num_train_steps', '1000'),
-        ('stages.stage1.augment', 'false'), ('stages.stage1.lr_drop_epochs', '(5, 7)'),
-        ('stages.stage1.base_lr', '1e-4'), ('stages.stage3.lr_drop_epochs', '9')])
+    config = train.load_config(
+        'coco_recipe',
+        [
+            ('batch_size', '40'),
+            ('coco_dir', '/data/coco'),
+            ('stages.stage2.num_train_steps', '1000'),
+            ('stages.stage1.augment', 'false'),
+            ('stages.stage1.lr_drop_epochs', '(5, 7)'),
+            ('stages.stage1.base_lr', '1e-4'),
+            ('stages.stage3.lr_drop_epochs', '9'),
+        ],
+    )
     stage1 = config.stages.stage1
-    assert config.batch_size == 40 and stage1.batch_size == 40            # shared keys reach every stage
+    assert config.batch_size == 40 and stage1.batch_size == 40  # shared keys reach every stage
     assert stage1.train_labels == '/data/coco/annotations/person_keypoints_train2017.json'
     assert config.stages.stage2.num_train_steps == 1000
     assert stage1.augment is False and stage1.lr_drop_epochs == (5, 7) and stage1.base_lr == 1e-4
     assert config.stages.stage3.lr_drop_epochs == (9,)
 
 
-@pytest.mark.parametrize('overrides, message', [
-    ([('no_such_key', '1')], "--config.no_such_key: tiny has no key 'no_such_key'"),
-    ([('batch_size', 'eight')], "--config.batch_size: 'eight' is not a int"),
-    ([('augment', 'perhaps')], "--config.augment: 'perhaps' is not a boolean"),
-])
+@pytest.mark.parametrize(
+    'overrides, message',
+    [
+        ([('no_such_key', '1')], "--config.no_such_key: tiny has no key 'no_such_key'"),
+        ([('batch_size', 'eight')], "--config.batch_size: 'eight' is not a int"),
+        ([('augment', 'perhaps')], "--config.augment: 'perhaps' is not a boolean"),
+    ],
+)
 def test_bad_overrides_name_the_key(overrides, message):
     with pytest.raises(errors.InputFileError, match=message.replace('(', r'\(').replace(')', r'\)')):
         train.load_config('tiny', overrides)
@@ -131,10 +159,21 @@ def test_train_script_runs_quietly(coco_mini_dir, tmp_path):
     """train.py itself: a few iterations on the COCO mini images, resumed once; only the progress bar
     and nothing from TensorFlow, CUDA, absl or orbax on the terminal."""
     labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
-    command = [str(PROJECT_ROOT / 'train.py'), '--config', 'tiny', '--workdir', str(tmp_path / 'w'),
-               f'--config.train_labels={labels}', f'--config.train_images={coco_mini_dir / "val2017"}',
-               '--config.val_after=0', '--config.crop_size=64', '--config.batch_size=2',
-               '--config.num_refinement_stages=0', '--config.checkpoint_after=2', '--config.image_summary_after=0']
+    command = [
+        str(PROJECT_ROOT / 'train.py'),
+        '--config',
+        'tiny',
+        '--workdir',
+        str(tmp_path / 'w'),
+        f'--config.train_labels={labels}',
+        f'--config.train_images={coco_mini_dir / "val2017"}',
+        '--config.val_after=0',
+        '--config.crop_size=64',
+        '--config.batch_size=2',
+        '--config.num_refinement_stages=0',
+        '--config.checkpoint_after=2',
+        '--config.image_summary_after=0',
+    ]
     first = run_python(command + ['--config.num_train_steps=2'], tmp_path, env=dict(os.environ, COLUMNS='80'))
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_python(command + ['--config.num_train_steps=3'], tmp_path)
@@ -155,13 +194,18 @@ def test_every_exception_class_belongs_to_the_family():
     import pkgutil
 
     import lwop_jax
+
     outsiders = []
     for module_info in pkgutil.walk_packages(lwop_jax.__path__, 'lwop_jax.'):
         if module_info.name.endswith('__main__'):
             continue
         module = importlib.import_module(module_info.name)
         for name, value in vars(module).items():
-            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__ \
-                    and not issubclass(value, errors.LwopError):
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+                and not issubclass(value, errors.LwopError)
+            ):
                 outsiders.append(f'{module.__name__}.{name}')
     assert not outsiders, outsiders

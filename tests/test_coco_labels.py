@@ -1,4 +1,5 @@
 """COCO label selection (prepare_annotations), ConvertKeypoints and crowd masks vs the original."""
+
 import copy
 import json
 
@@ -11,9 +12,20 @@ from lwop_jax.data.targets import downsample_mask
 NUM_SAMPLES = 20
 NUM_COCO_MINI_LABELS = 12  # s000..s011
 MINI_JSON = 'person_keypoints_val2017_mini.json'
-LABEL_KEYS = ['img_paths', 'img_width', 'img_height', 'objpos', 'image_id', 'bbox', 'segment_area',
-              'scale_provided', 'num_keypoints', 'segmentations', 'keypoints',
-              'processed_other_annotations']
+LABEL_KEYS = [
+    'img_paths',
+    'img_width',
+    'img_height',
+    'objpos',
+    'image_id',
+    'bbox',
+    'segment_area',
+    'scale_provided',
+    'num_keypoints',
+    'segmentations',
+    'keypoints',
+    'processed_other_annotations',
+]
 OTHER_KEYS = ['objpos', 'bbox', 'segment_area', 'scale_provided', 'num_keypoints', 'keypoints']
 
 
@@ -47,22 +59,22 @@ def test_convert_keypoints_flag_rules_t4():
     coco = np.zeros((17, 3))
     coco[:, :2] = 50.0
     coco[:, 2] = 1
-    coco[0] = (0.0, 0.0, 1)      # (0, 0) means missing
-    coco[1] = (100.0, 20.0, 1)   # x == W: outside
-    coco[2] = (20.0, 80.0, 1)    # y == H: outside
+    coco[0] = (0.0, 0.0, 1)  # (0, 0) means missing
+    coco[1] = (100.0, 20.0, 1)  # x == W: outside
+    coco[2] = (20.0, 80.0, 1)  # y == H: outside
     coco[3] = (99.99, 79.99, 0)  # inside, keeps its flag 0
-    coco[5] = (10.0, 10.0, 0)    # left shoulder occluded, right visible -> neck flag 0
+    coco[5] = (10.0, 10.0, 0)  # left shoulder occluded, right visible -> neck flag 0
     coco[6] = (30.0, 20.0, 1)
     internal = convert_keypoints(coco, 100, 80)
-    assert internal[0, 2] == 2                          # nose
+    assert internal[0, 2] == 2  # nose
     assert internal[15, 2] == 2 and internal[14, 2] == 2  # l_eye (coco 1), r_eye (coco 2)
-    assert internal[17, 2] == 0                          # l_ear (coco 3)
-    assert tuple(internal[1]) == (20.0, 15.0, 0)         # neck = shoulder midpoint, flag 0
+    assert internal[17, 2] == 0  # l_ear (coco 3)
+    assert tuple(internal[1]) == (20.0, 15.0, 0)  # neck = shoulder midpoint, flag 0
     coco[6, 2] = 0
     coco[5, 2] = 1
     coco[6] = (30.0, 20.0, 1)
-    assert convert_keypoints(coco, 100, 80)[1, 2] == 1   # both visible
-    coco[6] = (-30.0, 20.0, 1)                            # shoulder outside -> neck flag 2
+    assert convert_keypoints(coco, 100, 80)[1, 2] == 1  # both visible
+    coco[6] = (-30.0, 20.0, 1)  # shoulder outside -> neck flag 2
     assert convert_keypoints(coco, 100, 80)[1, 2] == 2
 
 
@@ -80,8 +92,17 @@ def test_prepare_annotations_gives_the_twelve_main_persons(targets, mini_labels)
     for index, label in enumerate(mini_labels):
         expected = meta(targets, index)
         assert list(label) == LABEL_KEYS
-        for key in ('image_id', 'img_paths', 'img_width', 'img_height', 'bbox', 'objpos',
-                    'scale_provided', 'segment_area', 'num_keypoints'):
+        for key in (
+            'image_id',
+            'img_paths',
+            'img_width',
+            'img_height',
+            'bbox',
+            'objpos',
+            'scale_provided',
+            'segment_area',
+            'num_keypoints',
+        ):
             assert label[key] == expected[key], (index, key)
         assert len(label['processed_other_annotations']) == expected['num_others']
         assert len(label['segmentations']) == expected['num_crowd_segmentations']
@@ -108,24 +129,41 @@ def _person(ann_id, image_id, bbox, num_keypoints=17, area=None, visibility=2):
     keypoints = []
     for k in range(17):
         keypoints += [bbox[0] + k, bbox[1] + k, visibility if k < num_keypoints else 0]
-    return {'id': ann_id, 'image_id': image_id, 'iscrowd': 0, 'bbox': bbox,
-            'area': bbox[2] * bbox[3] if area is None else area,
-            'num_keypoints': num_keypoints, 'keypoints': keypoints, 'category_id': 1}
+    return {
+        'id': ann_id,
+        'image_id': image_id,
+        'iscrowd': 0,
+        'bbox': bbox,
+        'area': bbox[2] * bbox[3] if area is None else area,
+        'num_keypoints': num_keypoints,
+        'keypoints': keypoints,
+        'category_id': 1,
+    }
 
 
 def _synthetic_coco():
-    images = [{'id': 7, 'file_name': 'a.jpg', 'width': 400, 'height': 300},
-              {'id': 8, 'file_name': 'b.jpg', 'width': 200, 'height': 100},
-              {'id': 9, 'file_name': 'crowd_only.jpg', 'width': 50, 'height': 50}]
-    crowd = {'id': 100, 'image_id': 8, 'iscrowd': 1, 'bbox': [0, 0, 5, 5], 'area': 25, 'num_keypoints': 0,
-             'keypoints': [0] * 51, 'segmentation': {'size': [100, 200], 'counts': [0, 5, 19995]}}
+    images = [
+        {'id': 7, 'file_name': 'a.jpg', 'width': 400, 'height': 300},
+        {'id': 8, 'file_name': 'b.jpg', 'width': 200, 'height': 100},
+        {'id': 9, 'file_name': 'crowd_only.jpg', 'width': 50, 'height': 50},
+    ]
+    crowd = {
+        'id': 100,
+        'image_id': 8,
+        'iscrowd': 1,
+        'bbox': [0, 0, 5, 5],
+        'area': 25,
+        'num_keypoints': 0,
+        'keypoints': [0] * 51,
+        'segmentation': {'size': [100, 200], 'counts': [0, 5, 19995]},
+    }
     annotations = [
-        _person(1, 8, [10, 10, 100, 80]),                 # b.jpg appears first -> labels first
-        _person(2, 7, [100, 100, 100, 200]),             # main, centre (150, 200)
-        _person(3, 7, [115, 100, 100, 200]),             # centre 15 px away < 0.3 * 100: rejected
-        _person(4, 7, [130, 100, 100, 200]),             # 30 px == 0.3 * 100: not closer, kept
+        _person(1, 8, [10, 10, 100, 80]),  # b.jpg appears first -> labels first
+        _person(2, 7, [100, 100, 100, 200]),  # main, centre (150, 200)
+        _person(3, 7, [115, 100, 100, 200]),  # centre 15 px away < 0.3 * 100: rejected
+        _person(4, 7, [130, 100, 100, 200]),  # 30 px == 0.3 * 100: not closer, kept
         _person(5, 7, [300, 10, 40, 40], num_keypoints=4),  # < 5 keypoints: other only
-        _person(6, 7, [300, 100, 30, 30]),               # area 900 < 1024: other only
+        _person(6, 7, [300, 100, 30, 30]),  # area 900 < 1024: other only
         _person(10, 7, [0, 0, 50, 50], num_keypoints=0),  # no keypoints: ignored entirely
         crowd,
         dict(crowd, id=101, image_id=9),
@@ -158,12 +196,15 @@ def test_prepare_annotations_visibility_mapping():
     assert keypoints[0][:2] == [10, 10]
 
 
-@pytest.mark.parametrize('broken, message', [
-    (lambda c: c.pop('annotations'), "'annotations'"),
-    (lambda c: c.pop('images'), "'images'"),
-    (lambda c: [a.pop('keypoints') for a in c['annotations'] if not a['iscrowd']], 'person keypoints'),
-    (lambda c: c['images'].pop(1), 'image id 8'),
-])
+@pytest.mark.parametrize(
+    'broken, message',
+    [
+        (lambda c: c.pop('annotations'), "'annotations'"),
+        (lambda c: c.pop('images'), "'images'"),
+        (lambda c: [a.pop('keypoints') for a in c['annotations'] if not a['iscrowd']], 'person keypoints'),
+        (lambda c: c['images'].pop(1), 'image id 8'),
+    ],
+)
 def test_prepare_annotations_errors_name_the_problem(broken, message):
     coco = copy.deepcopy(_synthetic_coco())
     broken(coco)

@@ -1,4 +1,5 @@
 """Decoder parity with the original (decode_reference.npz, README section 6) and its contract."""
+
 import json
 
 import numpy as np
@@ -31,8 +32,12 @@ def _rebuild_noisy_maps(reference, case):
     assert noise_h.reshape(-1)[:5].tolist() == meta['noise_heatmaps_first5']
     assert noise_p.reshape(-1)[:5].tolist() == meta['noise_pafs_first5']
     noisy_h, noisy_p = heatmaps + noise_h, pafs + noise_p
-    for array, key in ((noise_h, 'noise_heatmaps_sum_f64'), (noise_p, 'noise_pafs_sum_f64'),
-                       (noisy_h, 'noisy_heatmaps_sum_f64'), (noisy_p, 'noisy_pafs_sum_f64')):
+    for array, key in (
+        (noise_h, 'noise_heatmaps_sum_f64'),
+        (noise_p, 'noise_pafs_sum_f64'),
+        (noisy_h, 'noisy_heatmaps_sum_f64'),
+        (noisy_p, 'noisy_pafs_sum_f64'),
+    ):
         assert array.sum(dtype=np.float64) == pytest.approx(meta[key], rel=1e-12, abs=1e-9), key
     return noisy_h, noisy_p
 
@@ -51,8 +56,10 @@ def maps(reference):
 @pytest.mark.parametrize('case', CASES)
 def test_matches_original_exactly(reference, maps, case, variant):
     heatmaps, pafs = maps[case, variant]
-    expected = {key: reference[f'{case}_{variant}_{key}'] for key in
-                ('all_keypoints', 'kpt_counts', 'pose_entries', 'coco_keypoints', 'scores')}
+    expected = {
+        key: reference[f'{case}_{variant}_{key}']
+        for key in ('all_keypoints', 'kpt_counts', 'pose_entries', 'coco_keypoints', 'scores')
+    }
 
     all_keypoints, counts = extract_peaks(heatmaps)
     np.testing.assert_array_equal(counts, expected['kpt_counts'])
@@ -90,7 +97,7 @@ def test_decode_does_not_modify_inputs(maps):
     heatmaps, pafs = maps['c000', 'noisy']
     heatmaps_before, pafs_before = heatmaps.copy(), pafs.copy()
     decode(heatmaps, pafs)
-    np.testing.assert_array_equal(heatmaps, heatmaps_before)   # the original zeroes < 0.1 here
+    np.testing.assert_array_equal(heatmaps, heatmaps_before)  # the original zeroes < 0.1 here
     np.testing.assert_array_equal(pafs, pafs_before)
 
 
@@ -105,20 +112,24 @@ def test_empty_maps_give_no_people():
     assert all_keypoints.shape == (0, 4) and counts.tolist() == [0] * 18
 
 
-@pytest.mark.parametrize('heatmap_shape, paf_shape, message', [
-    ((40, 60), (40, 60, 38), 'heatmaps must have shape'),
-    ((40, 60, 10), (40, 60, 38), 'heatmaps must have shape'),
-    ((1, 40, 60, 19), (40, 60, 38), 'heatmaps must have shape'),
-    ((40, 60, 19), (40, 60, 19), 'pafs must have shape'),
-    ((40, 60, 19), (38, 40, 60), 'pafs must have shape'),
-    ((40, 60, 19), (20, 30, 38), 'share one grid'),
-])
+@pytest.mark.parametrize(
+    'heatmap_shape, paf_shape, message',
+    [
+        ((40, 60), (40, 60, 38), 'heatmaps must have shape'),
+        ((40, 60, 10), (40, 60, 38), 'heatmaps must have shape'),
+        ((1, 40, 60, 19), (40, 60, 38), 'heatmaps must have shape'),
+        ((40, 60, 19), (40, 60, 19), 'pafs must have shape'),
+        ((40, 60, 19), (38, 40, 60), 'pafs must have shape'),
+        ((40, 60, 19), (20, 30, 38), 'share one grid'),
+    ],
+)
 def test_shape_validation(heatmap_shape, paf_shape, message):
     with pytest.raises(ValueError, match=message):
         decode(np.zeros(heatmap_shape, np.float32), np.zeros(paf_shape, np.float32))
 
 
 # --- Small synthetic checks of the original's peak rules (README D1-D3) ------------------------
+
 
 def _one_channel(values, channel=0, shape=(12, 20)):
     heatmaps = np.zeros(shape + (19,), np.float32)
@@ -128,10 +139,15 @@ def _one_channel(values, channel=0, shape=(12, 20)):
 
 
 def test_peak_rules_threshold_plateau_and_border():
-    heatmaps = _one_channel({(0, 0): 0.5,                   # border pixel: outside counts as 0
-                             (5, 3): 0.09,                   # below the 0.1 threshold
-                             (5, 10): 0.4, (5, 11): 0.4,     # plateau: not strictly greater
-                             (9, 16): 0.1})                  # exactly the threshold: kept
+    heatmaps = _one_channel(
+        {
+            (0, 0): 0.5,  # border pixel: outside counts as 0
+            (5, 3): 0.09,  # below the 0.1 threshold
+            (5, 10): 0.4,
+            (5, 11): 0.4,  # plateau: not strictly greater
+            (9, 16): 0.1,
+        }
+    )  # exactly the threshold: kept
     all_keypoints, counts = extract_peaks(heatmaps)
     assert counts[0] == 2
     np.testing.assert_array_equal(all_keypoints[:, :2], [[0, 0], [16, 9]])
@@ -145,9 +161,9 @@ def test_peak_nms_is_greedy_in_x_order_not_score_order():
     heatmaps[3, 3, 4] = 0.7
     all_keypoints, counts = extract_peaks(heatmaps)
     assert counts[0] == 2 and counts[4] == 1
-    np.testing.assert_array_equal(all_keypoints,
-                                  [[2, 5, np.float32(0.2), 0], [10, 5, np.float32(0.3), 1],
-                                   [3, 3, np.float32(0.7), 2]])
+    np.testing.assert_array_equal(
+        all_keypoints, [[2, 5, np.float32(0.2), 0], [10, 5, np.float32(0.3), 1], [3, 3, np.float32(0.7), 2]]
+    )
 
 
 def test_peak_order_is_x_then_y():
@@ -161,15 +177,16 @@ def test_small_synthetic_person():
     (a 1-keypoint fragment) is dropped by the final count filter."""
     heatmaps = np.zeros((30, 40, 19), np.float32)
     pafs = np.zeros((30, 40, 38), np.float32)
-    heatmaps[10, 20, 1] = heatmaps[10, 30, 2] = 0.5      # neck, r_sho
-    heatmaps[20, 20, 8] = 0.6                            # r_hip
-    heatmaps[2, 2, 0] = 0.9                              # nose, far away, no PAF
-    pafs[10, 20:31, 12] = 1.0                            # limb 1->2 (channels 12, 13): +x
-    pafs[10:21, 20, 1] = 1.0                             # limb 1->8 (channels 0, 1): +y
+    heatmaps[10, 20, 1] = heatmaps[10, 30, 2] = 0.5  # neck, r_sho
+    heatmaps[20, 20, 8] = 0.6  # r_hip
+    heatmaps[2, 2, 0] = 0.9  # nose, far away, no PAF
+    pafs[10, 20:31, 12] = 1.0  # limb 1->2 (channels 12, 13): +x
+    pafs[10:21, 20, 1] = 1.0  # limb 1->8 (channels 0, 1): +y
     poses = decode(heatmaps, pafs)
     assert len(poses) == 1 and poses.num_keypoints.tolist() == [3]
-    np.testing.assert_array_equal(poses.keypoints[0, [1, 2, 8]], [[20, 10, 0.5], [30, 10, 0.5],
-                                                                   [20, 20, np.float32(0.6)]])
+    np.testing.assert_array_equal(
+        poses.keypoints[0, [1, 2, 8]], [[20, 10, 0.5], [30, 10, 0.5], [20, 20, np.float32(0.6)]]
+    )
     assert (poses.keypoints[0, [0, 3, 4, 5]] == [-1, -1, 0]).all()
     # Score: keypoints 0.5 + 0.5 + 0.6 plus two limb scores of 1 / (1 + 1e-7) each.
     expected = (0.5 + 0.5 + 1 / (10 + 1e-6) * 10) + (float(np.float32(0.6)) + 1 / (10 + 1e-6) * 10)

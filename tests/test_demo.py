@@ -5,6 +5,7 @@ and users run it): tiny synthetic sets, a few training iterations through train_
 (calibration call + resumed call), AP on the held-out set, ONNX export, infer with ONNX Runtime. About a
 minute on 2 CPU cores.
 """
+
 import json
 import os
 import pathlib
@@ -17,7 +18,7 @@ import pytest
 from lwop_jax.demo.run import demo_config
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-QUICK = demo_config(quick=True).demo          # the --quick settings (configs/demo.py)
+QUICK = demo_config(quick=True).demo  # the --quick settings (configs/demo.py)
 STAT_NAMES = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl']
 
 
@@ -25,8 +26,15 @@ STAT_NAMES = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', '
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('demo') / 'run'
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    completed = subprocess.run([sys.executable, '-m', 'lwop_jax', 'demo', '--quick', '--out', str(out), '--seed', '3'],
-                               check=False, cwd=out.parent, env=env, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(
+        [sys.executable, '-m', 'lwop_jax', 'demo', '--quick', '--out', str(out), '--seed', '3'],
+        check=False,
+        cwd=out.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return out, completed.stdout
 
@@ -61,7 +69,7 @@ def test_stats_json_has_the_ten_stats(quick_run):
     assert all(-1 <= v <= 1 for v in record['stats_list'])
     assert record['num_images'] == QUICK.num_val_images and record['base_height'] == QUICK.eval_base_height
     assert isinstance(json.loads((out / 'eval' / 'detections.json').read_text()), list)
-    flip = json.loads((out / 'eval' / 'flip_stats.json').read_text())   # demo.flip_test
+    flip = json.loads((out / 'eval' / 'flip_stats.json').read_text())  # demo.flip_test
     assert flip['flip'] and not record['flip'] and list(flip['stats']) == STAT_NAMES
     summary = json.loads((out / 'demo_summary.json').read_text())
     assert summary['flip_test_ap'] == flip['stats']['AP']
@@ -70,6 +78,7 @@ def test_stats_json_has_the_ten_stats(quick_run):
 def test_onnx_model_runs(quick_run):
     import numpy as np
     import onnxruntime as ort
+
     out, _ = quick_run
     session = ort.InferenceSession(str(out / 'lwop_demo.onnx'), providers=['CPUExecutionProvider'])
     outputs = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 64, 96), np.float32)})

@@ -1,4 +1,5 @@
 """PoseEstimator on the trained reference model, results formats, tracking and smoothing."""
+
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ EXPECTED_PEOPLE = [1, 2, 3, 5]  # the original demo path, images in sorted file-
 # ------------------------------------------------------------------------------------------------
 # Fixtures: the trained checkpoint, converted once, and the four mini images
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def checkpoint(reference_dir):
@@ -53,6 +55,7 @@ def assert_same_people(ours, theirs, atol=1.0):
 # ------------------------------------------------------------------------------------------------
 # The estimator on real images
 # ------------------------------------------------------------------------------------------------
+
 
 def test_onnxruntime_finds_the_original_demo_poses(ort_estimator, images):
     results = [ort_estimator(image) for image in images]
@@ -97,19 +100,21 @@ def test_input_conversions(ort_estimator, images):
 
 
 def test_bad_inputs_raise_one_readable_error(ort_estimator):
-    for bad, message in [(np.zeros((8, 8, 3), np.float32), 'float images'),
-                         (np.zeros((0, 5, 3), np.uint8), 'empty'),
-                         (np.zeros((8, 8, 2), np.uint8), '2 channels'),
-                         (np.zeros((2, 8, 8, 3), np.uint8), 'must be'),
-                         (np.zeros((4, 4000, 3), np.uint8), 'wider than'),
-                         (None, 'None')]:
+    for bad, message in [
+        (np.zeros((8, 8, 3), np.float32), 'float images'),
+        (np.zeros((0, 5, 3), np.uint8), 'empty'),
+        (np.zeros((8, 8, 2), np.uint8), '2 channels'),
+        (np.zeros((2, 8, 8, 3), np.uint8), 'must be'),
+        (np.zeros((4, 4000, 3), np.uint8), 'wider than'),
+        (None, 'None'),
+    ]:
         with pytest.raises(InputFileError, match=message) as info:
             ort_estimator(bad)
         assert '\n' not in str(info.value)
 
 
 def test_huge_image_is_resized_to_the_net_height(ort_estimator, images):
-    image = images[0]                                          # 640x425, one person
+    image = images[0]  # 640x425, one person
     scale = 8000 / image.shape[1]
     huge = cv2.resize(image, (8000, round(image.shape[0] * scale)), interpolation=cv2.INTER_LINEAR)
     result = ort_estimator(huge)
@@ -144,15 +149,14 @@ def test_onnxruntime_inference_imports_neither_jax_nor_tensorflow(onnx_path, coc
 # Results formats and drawing, on a hand-made result
 # ------------------------------------------------------------------------------------------------
 
+
 def hand_made_result():
     keypoints = np.full((2, 18, 3), -1, np.float32)
     keypoints[..., 2] = 0
     # Person 0: nose, neck, right shoulder + elbow, left shoulder. Person 1: three points.
-    keypoints[0, [0, 1, 2, 3, 5]] = [[50.2, 20.7, .9], [50, 40, .8], [30, 40, .7], [25, 70, .6],
-                                     [70.9, 40.1, .5]]
-    keypoints[1, [8, 9, 10]] = [[150, 100, .4], [152, 140, .3], [149.5, 180.2, .2]]
-    return PoseResult.from_keypoints(keypoints, scores=[7.5, 2.0], image_size=(200, 220),
-                                     num_keypoints=[5, 3])
+    keypoints[0, [0, 1, 2, 3, 5]] = [[50.2, 20.7, 0.9], [50, 40, 0.8], [30, 40, 0.7], [25, 70, 0.6], [70.9, 40.1, 0.5]]
+    keypoints[1, [8, 9, 10]] = [[150, 100, 0.4], [152, 140, 0.3], [149.5, 180.2, 0.2]]
+    return PoseResult.from_keypoints(keypoints, scores=[7.5, 2.0], image_size=(200, 220), num_keypoints=[5, 3])
 
 
 def test_boxes_are_the_original_bounding_rect():
@@ -166,8 +170,7 @@ def test_boxes_are_the_original_bounding_rect():
 def test_to_coco_matches_the_val_py_conversion():
     result = hand_made_result()
     entries = result.to_coco(image_id=785)
-    poses = decode.Poses(keypoints=result.keypoints, scores=result.scores,
-                         num_keypoints=result.num_keypoints)
+    poses = decode.Poses(keypoints=result.keypoints, scores=result.scores, num_keypoints=result.num_keypoints)
     keypoints, scores = decode.to_coco_keypoints(poses)
     assert len(entries) == 2
     for entry, row, score in zip(entries, keypoints, scores):
@@ -175,9 +178,9 @@ def test_to_coco_matches_the_val_py_conversion():
         np.testing.assert_allclose(entry['keypoints'], row)
         assert entry['score'] == pytest.approx(score)
     assert entries[0]['score'] == pytest.approx(7.5 * 4) and entries[1]['score'] == pytest.approx(4.0)
-    right_shoulder = INTERNAL_TO_COCO[2] * 3                 # COCO index 6
-    assert entries[0]['keypoints'][right_shoulder:right_shoulder + 3] == [30.5, 40.5, 1]
-    assert entries[0]['keypoints'][3 * 3:3 * 3 + 3] == [0, 0, 0]   # left ear: missing
+    right_shoulder = INTERNAL_TO_COCO[2] * 3  # COCO index 6
+    assert entries[0]['keypoints'][right_shoulder : right_shoulder + 3] == [30.5, 40.5, 1]
+    assert entries[0]['keypoints'][3 * 3 : 3 * 3 + 3] == [0, 0, 0]  # left ear: missing
 
 
 def test_to_openpose_and_to_json():
@@ -186,12 +189,12 @@ def test_to_openpose_and_to_json():
     assert openpose['version'] == 1.3 and len(openpose['people']) == 2
     flat = openpose['people'][0]['pose_keypoints_2d']
     assert len(flat) == 54
-    assert flat[:3] == pytest.approx([50.2, 20.7, .9]) and flat[4 * 3:4 * 3 + 3] == [0, 0, 0]
+    assert flat[:3] == pytest.approx([50.2, 20.7, 0.9]) and flat[4 * 3 : 4 * 3 + 3] == [0, 0, 0]
 
     people = result.to_json()
     assert [p['track_id'] for p in people] == [None, None]
     assert people[0]['keypoints'][4] == [-1, -1, 0] and len(people[0]['keypoints']) == 18
-    assert people[1]['keypoints'][10] == pytest.approx([149.5, 180.2, .2])
+    assert people[1]['keypoints'][10] == pytest.approx([149.5, 180.2, 0.2])
     assert people[0]['score'] == 7.5 and people[1]['bbox'] == [149, 100, 4, 81]
 
 
@@ -199,23 +202,44 @@ def test_draw_changes_pixels_on_limbs_only():
     result = hand_made_result()
     image = np.full((200, 220, 3), 40, np.uint8)
     drawn = result.draw(image)
-    assert (image == 40).all()                                  # the input is left alone
-    assert (drawn[55, 27] != 40).any()                          # on the elbow-shoulder limb
-    assert (drawn[160, 151] != 40).any()                        # on the knee-ankle limb
-    assert (drawn[190, 10] == 40).all()                         # far from everyone
+    assert (image == 40).all()  # the input is left alone
+    assert (drawn[55, 27] != 40).any()  # on the elbow-shoulder limb
+    assert (drawn[160, 151] != 40).any()  # on the knee-ankle limb
+    assert (drawn[190, 10] == 40).all()  # far from everyone
     tracked = draw_poses(image, result.keypoints, track_ids=[3, 4])
-    assert (tracked[80:100, 145:200] != drawn[80:100, 145:200]).any()   # 'id: 4' above the box
+    assert (tracked[80:100, 145:200] != drawn[80:100, 145:200]).any()  # 'id: 4' above the box
 
 
 # ------------------------------------------------------------------------------------------------
 # Tracking
 # ------------------------------------------------------------------------------------------------
 
+
 def person(x, y, scale=1.0):
     """A standing person (18 keypoints, all found) with its neck at (x, y)."""
-    offsets = np.array([[0, -20], [0, 0], [-15, 0], [-20, 25], [-22, 50], [15, 0], [20, 25],
-                        [22, 50], [-10, 60], [-11, 100], [-12, 140], [10, 60], [11, 100],
-                        [12, 140], [-5, -25], [5, -25], [-9, -22], [9, -22]], np.float64)
+    offsets = np.array(
+        [
+            [0, -20],
+            [0, 0],
+            [-15, 0],
+            [-20, 25],
+            [-22, 50],
+            [15, 0],
+            [20, 25],
+            [22, 50],
+            [-10, 60],
+            [-11, 100],
+            [-12, 140],
+            [10, 60],
+            [11, 100],
+            [12, 140],
+            [-5, -25],
+            [5, -25],
+            [-9, -22],
+            [9, -22],
+        ],
+        np.float64,
+    )
     keypoints = np.ones((18, 3))
     keypoints[:, :2] = offsets * scale + (x, y)
     return keypoints
@@ -228,7 +252,7 @@ def frame(people, scores):
 def test_ids_are_stable_new_people_get_new_ids_and_ids_are_not_reused():
     tracker = PoseTracker()
     first = tracker(frame([person(100, 100), person(400, 120)], [10.0, 20.0]))
-    assert first.track_ids.tolist() == [1, 0]                   # the confident one is visited first
+    assert first.track_ids.tolist() == [1, 0]  # the confident one is visited first
     second = tracker(frame([person(403, 118), person(98, 102)], [19.0, 11.0]))
     assert second.track_ids.tolist() == [0, 1]
     third = tracker(frame([person(100, 104), person(405, 118), person(250, 300)], [9, 18, 12.0]))
@@ -259,7 +283,7 @@ def test_tracking_matches_a_transcription_of_the_original():
         for keypoints, scores in frames:
             current = []
             for kpts, score in zip(keypoints, scores):
-                kpts = kpts[:, :2].astype(np.int32)                      # missing: -1
+                kpts = kpts[:, :2].astype(np.int32)  # missing: -1
                 found = kpts[kpts[:, 0] != -1]
                 current.append({'kpts': kpts, 'conf': score, 'bbox': cv2.boundingRect(found), 'id': None})
             mask = np.ones(len(previous), np.int32)
@@ -302,7 +326,7 @@ def test_tracking_matches_a_transcription_of_the_original():
     tracker = PoseTracker()
     ours = [tracker(PoseResult.from_keypoints(k, s, (480, 640))).track_ids.tolist() for k, s in frames]
     assert ours == original_ids(frames)
-    assert max(max(ids) for ids in ours if ids) >= 6       # some people were lost and re-found
+    assert max(max(ids) for ids in ours if ids) >= 6  # some people were lost and re-found
 
 
 def test_one_euro_filter_is_the_original_and_smoothing_reduces_jitter():
@@ -310,6 +334,7 @@ def test_one_euro_filter_is_the_original_and_smoothing_reduces_jitter():
         def alpha(rate, cutoff):
             tau, te = 1 / (2 * np.pi * cutoff), 1 / rate
             return 1 / (1 + tau / te)
+
         out, x_prev, dx_prev, x_hat = [], None, None, None
         for x in values:
             dx = 0 if x_prev is None else (x - x_prev) * freq

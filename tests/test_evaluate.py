@@ -6,6 +6,7 @@ to 600, stats identical). ONNX Runtime and OpenVINO (float32) run the same conve
 within 1e-3 px, scores within 1e-4 + 1e-6 relative (observed 2.1e-5 / 4.4e-5), stats within 1e-3
 (observed identical).
 """
+
 import importlib.util
 import json
 import random
@@ -23,7 +24,7 @@ from lwop_jax.skeleton import FLIP_KEYPOINTS, NUM_HEATMAPS, PAF_LIMBS
 
 OVERFIT = 'lwop_overfit_coco4.pth'
 MINI_JSON = 'person_keypoints_val2017_mini.json'
-ORACLE_CASES = ('c000', 'c001', 'c002', 'c003')   # ids 785, 40083, 196141, 197388: the json's order
+ORACLE_CASES = ('c000', 'c001', 'c002', 'c003')  # ids 785, 40083, 196141, 197388: the json's order
 
 
 # ------------------------------------------------------------------------------------- fixtures
@@ -63,6 +64,7 @@ def assert_stats_match(stats, reference, atol=1e-3):
 
 class ZeroBackend:
     """Stand-in network: all-zero maps of the right shape (nothing to detect)."""
+
     name = 'zeros'
 
     def __call__(self, images):
@@ -74,7 +76,7 @@ class ReplayBackend:
     """Stand-in network that returns stored low-resolution maps in order, checking the input shape."""
 
     def __init__(self, outputs):
-        self.outputs = list(outputs)   # [(expected input shape, heatmaps NHWC, pafs NHWC)]
+        self.outputs = list(outputs)  # [(expected input shape, heatmaps NHWC, pafs NHWC)]
 
     def __call__(self, images):
         expected, heatmaps, pafs = self.outputs.pop(0)
@@ -109,9 +111,24 @@ def test_jax_backend_matches_original_val(jax_backend, mini, original):
 
 def test_cli_onnxruntime_matches_original_val(overfit_onnx, mini, original, tmp_path, capsys):
     detections_json, stats_json = tmp_path / 'out' / 'detections.json', tmp_path / 'out' / 'stats.json'
-    rc = evaluate.main(['--labels', str(mini[0]), '--images-folder', str(mini[1]), '--checkpoint-path',
-                        str(overfit_onnx), '--output-name', str(detections_json), '--stats-json', str(stats_json),
-                        '--threads', '2', '--no-progress', '--ground-truth-ceiling'])
+    rc = evaluate.main(
+        [
+            '--labels',
+            str(mini[0]),
+            '--images-folder',
+            str(mini[1]),
+            '--checkpoint-path',
+            str(overfit_onnx),
+            '--output-name',
+            str(detections_json),
+            '--stats-json',
+            str(stats_json),
+            '--threads',
+            '2',
+            '--no-progress',
+            '--ground-truth-ceiling',
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert out.count('Average Precision') == 5 and out.count('Average Recall') == 5
@@ -125,16 +142,31 @@ def test_cli_onnxruntime_matches_original_val(overfit_onnx, mini, original, tmp_
 
 def test_cli_multiscale_matches_the_originals_reported_ap(overfit_onnx, mini, tmp_path, capsys):
     """The reference README reports the original's --multiscale run: AP 0.679, 29 detections."""
-    rc = evaluate.main(['--labels', str(mini[0]), '--images-folder', str(mini[1]), '--checkpoint-path',
-                        str(overfit_onnx), '--multiscale', '--output-name', str(tmp_path / 'det.json'),
-                        '--stats-json', str(tmp_path / 'stats.json'), '--threads', '2', '--no-progress'])
+    rc = evaluate.main(
+        [
+            '--labels',
+            str(mini[0]),
+            '--images-folder',
+            str(mini[1]),
+            '--checkpoint-path',
+            str(overfit_onnx),
+            '--multiscale',
+            '--output-name',
+            str(tmp_path / 'det.json'),
+            '--stats-json',
+            str(tmp_path / 'stats.json'),
+            '--threads',
+            '2',
+            '--no-progress',
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     record = json.loads((tmp_path / 'stats.json').read_text())
     assert record['scales'] == [0.5, 1.0, 1.5, 2.0] and record['num_detections'] == 29
     assert record['stats']['AP'] == pytest.approx(0.679, abs=5e-4)
 
 
-@pytest.mark.filterwarnings('ignore:os.fork')   # OpenVINO forks while compiling; JAX is loaded here
+@pytest.mark.filterwarnings('ignore:os.fork')  # OpenVINO forks while compiling; JAX is loaded here
 def test_openvino_matches_original_val(overfit_onnx, mini, original):
     backend = runtime.load_backend(overfit_onnx, 'openvino', threads=2)
     result = coco_eval.evaluate_backend(backend, *mini, progress=False)
@@ -149,8 +181,13 @@ def test_decoder_oracle_through_upsampling_and_scoring(reference_dir, mini):
     outputs = []
     for case in ORACLE_CASES:
         padded_hw = json.loads(str(reference[f'{case}_meta']))['padded_hw']
-        outputs.append(((1, *padded_hw, 3), reference[f'{case}_lowres_heatmaps'].transpose(0, 2, 3, 1),
-                        reference[f'{case}_lowres_pafs'].transpose(0, 2, 3, 1)))
+        outputs.append(
+            (
+                (1, *padded_hw, 3),
+                reference[f'{case}_lowres_heatmaps'].transpose(0, 2, 3, 1),
+                reference[f'{case}_lowres_pafs'].transpose(0, 2, 3, 1),
+            )
+        )
     result = coco_eval.evaluate_backend(ReplayBackend(outputs), *mini, progress=False)
     expected = json.loads(str(reference['coco_detections_oracle_json']))
     assert [d['image_id'] for d in result.detections] == [d['image_id'] for d in expected]
@@ -168,7 +205,7 @@ def test_ground_truth_ceiling_is_high_on_coco_and_drops_with_the_input_size(mini
     small = coco_eval.ground_truth_ceiling(*mini, base_height=92)
     assert full.image_ids == [785, 40083, 196141, 197388]
     assert len(full.detections) >= 12 and full.stats['AP50'] == 1.0
-    assert 0.9 < full.stats['AP'] <= 1.0   # measured 0.964
+    assert 0.9 < full.stats['AP'] <= 1.0  # measured 0.964
     assert small.stats['AP'] < full.stats['AP'] - 0.2
 
 
@@ -178,7 +215,7 @@ def render_person(keypoints, height, width, sigma=4.0):
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     heatmaps = np.zeros((height, width, NUM_HEATMAPS))
     for k, (x, y) in enumerate(keypoints):
-        heatmaps[..., k] = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2))
+        heatmaps[..., k] = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2))
     heatmaps[..., -1] = 1 - heatmaps[..., :-1].max(-1)
     pafs = np.zeros((height, width, 38))
     for limb, (a, b) in enumerate(PAF_LIMBS):
@@ -208,7 +245,7 @@ def test_unflip_turns_ideal_maps_of_the_mirror_into_the_image_maps():
     unflipped = detect.unflip_maps(*render_person(mirror_person(person, width), height, width))
     np.testing.assert_allclose(unflipped[0], heatmaps, atol=1e-6)
     np.testing.assert_allclose(unflipped[1], pafs, atol=1e-6)
-    assert np.abs(pafs).max() == pytest.approx(1.0)   # the test has limbs to check
+    assert np.abs(pafs).max() == pytest.approx(1.0)  # the test has limbs to check
 
 
 def test_unflip_is_its_own_inverse():
@@ -230,13 +267,15 @@ def test_flip_averaged_maps_of_an_image_and_its_mirror_agree():
     np.testing.assert_array_equal(unflipped[0], heatmaps)
     np.testing.assert_array_equal(unflipped[1], pafs)
     plain = detect.infer_maps(backend, image, base_height=64)
-    assert not np.allclose(plain[0], heatmaps)   # the flipped pass did contribute
+    assert not np.allclose(plain[0], heatmaps)  # the flipped pass did contribute
 
 
 def test_flip_evaluation_of_the_overfit_model(jax_backend, mini, original):
     result = coco_eval.evaluate_backend(jax_backend, *mini, flip=True, progress=False)
-    print(f'flip TTA: AP {result.stats["AP"]:.4f} (single scale {original[1]["AP"]:.4f}), '
-          f'{len(result.detections)} detections')
+    print(
+        f'flip TTA: AP {result.stats["AP"]:.4f} (single scale {original[1]["AP"]:.4f}), '
+        f'{len(result.detections)} detections'
+    )
     assert len(result.detections) == 12
     assert result.stats['AP'] > 0.7 and result.stats['AP50'] == pytest.approx(1.0)
 
@@ -253,6 +292,7 @@ def test_zero_detections_give_ap_zero_with_a_note(mini):
 
 def test_evaluate_model_is_quiet_and_returns_stats(reference_dir, mini, tmp_path, capsys):
     from lwop_jax.checkpoints import orbax_io
+
     model = orbax_io.load_any(reference_dir / OVERFIT)
     stats = coco_eval.evaluate_model(model, *mini, max_images=1, output_path=tmp_path / 'det.json')
     assert list(stats) == list(coco_eval.STAT_NAMES) and stats['AP'] > 0.5
@@ -264,8 +304,18 @@ def test_evaluate_model_is_quiet_and_returns_stats(reference_dir, mini, tmp_path
 
 # ---------------------------------------------------------------------------------- bad inputs
 def run_cli(capsys, labels, images, checkpoint, *extra):
-    rc = evaluate.main(['--labels', str(labels), '--images-folder', str(images), '--checkpoint-path',
-                        str(checkpoint), '--no-progress', *map(str, extra)])
+    rc = evaluate.main(
+        [
+            '--labels',
+            str(labels),
+            '--images-folder',
+            str(images),
+            '--checkpoint-path',
+            str(checkpoint),
+            '--no-progress',
+            *map(str, extra),
+        ]
+    )
     return rc, capsys.readouterr()
 
 
@@ -308,11 +358,12 @@ def test_cli_bad_inputs(tmp_path, mini, overfit_onnx, capsys):
 
     broken = tmp_path / 'broken.json'
     broken.write_text('{"images": [')
-    rc, captured = run_cli(capsys, broken, mini[1], tmp_path / 'missing.pth')   # labels are checked first
+    rc, captured = run_cli(capsys, broken, mini[1], tmp_path / 'missing.pth')  # labels are checked first
     assert_one_line_error(rc, captured, 'broken.json', 'malformed JSON')
 
-    no_keypoints = dict(dataset, annotations=[{k: v for k, v in a.items() if k != 'keypoints'}
-                                              for a in dataset['annotations']])
+    no_keypoints = dict(
+        dataset, annotations=[{k: v for k, v in a.items() if k != 'keypoints'} for a in dataset['annotations']]
+    )
     rc, captured = run_cli(capsys, write_labels(tmp_path / 'nokp.json', no_keypoints), mini[1], overfit_onnx)
     assert_one_line_error(rc, captured, 'nokp.json', 'no annotation has keypoints')
 
@@ -339,13 +390,21 @@ def test_missing_images_stop_the_run_with_the_list(one_real_two_bad, overfit_onn
 
 
 def test_skip_missing_evaluates_the_rest_and_reports_skipped(one_real_two_bad, overfit_onnx, tmp_path, capsys):
-    rc, captured = run_cli(capsys, *one_real_two_bad, overfit_onnx, '--skip-missing',
-                           '--output-name', tmp_path / 'det.json', '--stats-json', tmp_path / 'stats.json')
+    rc, captured = run_cli(
+        capsys,
+        *one_real_two_bad,
+        overfit_onnx,
+        '--skip-missing',
+        '--output-name',
+        tmp_path / 'det.json',
+        '--stats-json',
+        tmp_path / 'stats.json',
+    )
     assert rc == 0, captured.err
     assert 'skipped 1 missing image(s)' in captured.err and '000000040083.jpg' in captured.err
     assert 'skipped 1 unreadable image(s)' in captured.err and '000000196141.jpg' in captured.err
     record = json.loads((tmp_path / 'stats.json').read_text())
-    assert record['num_images'] == 1 and record['stats']['AP'] > 0.5   # scored on 785 alone
+    assert record['num_images'] == 1 and record['stats']['AP'] > 0.5  # scored on 785 alone
     assert {d['image_id'] for d in json.loads((tmp_path / 'det.json').read_text())} == {785}
 
 
@@ -354,22 +413,34 @@ def test_make_val_subset_follows_the_original(tmp_path, mini):
     dataset = json.loads(mini[0].read_text())
     subset = coco_eval.make_val_subset(mini[0], tmp_path / 'subset.json', num_images=2, seed=0)
     indices = list(range(len(dataset['images'])))
-    random.seed(0)                       # the original's recipe: global seed, shuffle, take the first N
+    random.seed(0)  # the original's recipe: global seed, shuffle, take the first N
     random.shuffle(indices)
     chosen = [dataset['images'][i] for i in indices[:2]]
     assert subset['images'] == chosen
     ids = [image['id'] for image in chosen]
-    assert subset['annotations'] == sorted((a for a in dataset['annotations'] if a['image_id'] in ids),
-                                           key=lambda a: ids.index(a['image_id']))
+    assert subset['annotations'] == sorted(
+        (a for a in dataset['annotations'] if a['image_id'] in ids), key=lambda a: ids.index(a['image_id'])
+    )
     assert json.loads((tmp_path / 'subset.json').read_text()) == subset
-    assert [p.name for p in tmp_path.iterdir()] == ['subset.json']   # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ['subset.json']  # no temporary file left
 
 
-@pytest.mark.skipif(importlib.util.find_spec('lwop_jax.inference.results') is None,
-                    reason='lwop_jax.inference.results (draw_poses) is not there yet')
+@pytest.mark.skipif(
+    importlib.util.find_spec('lwop_jax.inference.results') is None,
+    reason='lwop_jax.inference.results (draw_poses) is not there yet',
+)
 def test_visualize_saves_drawn_images(mini, overfit_onnx, tmp_path, capsys):
-    rc, captured = run_cli(capsys, *mini, overfit_onnx, '--max-images', 1, '--visualize', tmp_path / 'vis',
-                           '--output-name', tmp_path / 'det.json')
+    rc, captured = run_cli(
+        capsys,
+        *mini,
+        overfit_onnx,
+        '--max-images',
+        1,
+        '--visualize',
+        tmp_path / 'vis',
+        '--output-name',
+        tmp_path / 'det.json',
+    )
     assert rc == 0, captured.err
     drawn = cv2.imread(str(tmp_path / 'vis' / '000000000785.jpg'))
     assert drawn is not None and drawn.shape == cv2.imread(str(mini[1] / '000000000785.jpg')).shape
@@ -379,8 +450,21 @@ def test_cli_make_subset_writes_a_seeded_subset(tmp_path, coco_mini_dir):
     labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
     outputs = []
     for name, seed in (('a.json', 3), ('b.json', 3), ('c.json', 4)):
-        assert evaluate.main(['--labels', str(labels), '--make-subset', '2', '--seed', str(seed),
-                              '--output-name', str(tmp_path / name)]) == 0
+        assert (
+            evaluate.main(
+                [
+                    '--labels',
+                    str(labels),
+                    '--make-subset',
+                    '2',
+                    '--seed',
+                    str(seed),
+                    '--output-name',
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
         outputs.append(json.loads((tmp_path / name).read_text()))
     ids = [sorted(image['id'] for image in subset['images']) for subset in outputs]
     assert len(ids[0]) == 2 and ids[0] == ids[1]

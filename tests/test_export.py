@@ -3,6 +3,7 @@
 Tolerance for the exports: the same as for JAX (1e-4 + 1e-4 |ref|); BN folding in float64 keeps the
 error at the float32 floor (the original's own folded ONNX export is within 7.4e-6 of torch).
 """
+
 import collections
 
 import numpy as np
@@ -16,17 +17,29 @@ import lwop_jax
 from lwop_jax.checkpoints import export
 from lwop_jax.cli import convert as convert_torch_weights
 
-ORIGINAL_OUTPUT_NAMES = ['stage_0_output_1_heatmaps', 'stage_0_output_0_pafs',
-                         'stage_1_output_1_heatmaps', 'stage_1_output_0_pafs']
+ORIGINAL_OUTPUT_NAMES = [
+    'stage_0_output_1_heatmaps',
+    'stage_0_output_0_pafs',
+    'stage_1_output_1_heatmaps',
+    'stage_1_output_0_pafs',
+]
 
 
 @pytest.fixture(scope='module')
 def converted(reference_dir, tmp_path_factory):
     """The reference checkpoint through the CLI: orbax + dynamic ONNX + OpenVINO IR."""
     out = tmp_path_factory.mktemp('converted')
-    code = convert_torch_weights.main([
-        str(reference_dir / 'lwop_random_1stage_legacy.pth'), '--output', str(out / 'orbax'),
-        '--onnx', str(out / 'lwop.onnx'), '--openvino', str(out / 'openvino')])
+    code = convert_torch_weights.main(
+        [
+            str(reference_dir / 'lwop_random_1stage_legacy.pth'),
+            '--output',
+            str(out / 'orbax'),
+            '--onnx',
+            str(out / 'lwop.onnx'),
+            '--openvino',
+            str(out / 'openvino'),
+        ]
+    )
     assert code == 0
     return out
 
@@ -77,6 +90,7 @@ def test_onnxruntime_batch_of_two_different_images_at_an_odd_size(converted, ref
 @pytest.mark.parametrize('case', ['onnx', 'b'])
 def test_openvino_matches_the_original(converted, reference, case):
     import openvino as ov
+
     xml = converted / 'openvino' / 'lwop.xml'
     compiled = ov.Core().compile_model(str(xml), 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
     assert [o.get_any_name() for o in compiled.outputs] == ORIGINAL_OUTPUT_NAMES
@@ -84,13 +98,13 @@ def test_openvino_matches_the_original(converted, reference, case):
     for batch in (x, np.concatenate([x, x])):
         result = compiled(batch)
         for output, ref in zip(compiled.outputs, reference_outputs(reference, case)):
-            np.testing.assert_allclose(result[output], np.broadcast_to(ref, result[output].shape),
-                                       rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(result[output], np.broadcast_to(ref, result[output].shape), rtol=1e-4, atol=1e-4)
 
 
 def test_export_from_an_orbax_checkpoint(converted, tmp_path, reference):
-    code = convert_torch_weights.main([str(converted / 'orbax'), '--onnx', str(tmp_path / 'again.onnx'),
-                                       '--input-size', '256', '456'])
+    code = convert_torch_weights.main(
+        [str(converted / 'orbax'), '--onnx', str(tmp_path / 'again.onnx'), '--input-size', '256', '456']
+    )
     assert code == 0
     session = ort_session(tmp_path / 'again.onnx')
     assert session.get_inputs()[0].shape == [1, 3, 256, 456]
@@ -103,6 +117,7 @@ def test_output_names_for_three_stages():
 
 
 # --- bad input: one readable line naming the file, non-zero exit, nothing written -----------------
+
 
 def run_cli_expecting_failure(capsys, tmp_path, checkpoint, *fragments):
     output = tmp_path / 'out'
@@ -133,6 +148,7 @@ def test_cli_not_a_torch_checkpoint(capsys, tmp_path):
 
 def test_cli_refuses_a_malicious_pickle_without_running_it(capsys, tmp_path):
     from torch_files import call, g, obj
+
     marker = tmp_path / 'pwned'
     evil = legacy_file(tmp_path / 'evil.pth', call(g('os', 'system'), obj(f'touch {marker}')), {})
     run_cli_expecting_failure(capsys, tmp_path, evil, 'os.system')
@@ -141,6 +157,7 @@ def test_cli_refuses_a_malicious_pickle_without_running_it(capsys, tmp_path):
 
 def test_cli_shape_mismatch(capsys, tmp_path, reference_dir):
     from lwop_jax.checkpoints.torch_file import read_state_dict
+
     state = read_state_dict(reference_dir / 'lwop_random_1stage_zip.pth')
     state['initial_stage.heatmaps.1.0.weight'] = np.zeros((17, 512, 1, 1), np.float32)  # 17 keypoints, not 19
     bad = state_dict_file(tmp_path / 'coco17.pth', state)

@@ -3,6 +3,7 @@
 The server serves the reference checkpoint (the published file's format) in place of the real
 ``checkpoint_iter_370000.pth``; the URL is pointed at it with ``LWOP_JAX_URL_COCO_370K``.
 """
+
 import hashlib
 import http.server
 import pathlib
@@ -37,7 +38,7 @@ class _Server:
                 self.send_header('Content-Type', 'application/octet-stream')
                 self.send_header('Content-Length', str(len(server.body)))
                 self.end_headers()
-                self.wfile.write(server.body[:len(server.body) // 2] if truncate else server.body)
+                self.wfile.write(server.body[: len(server.body) // 2] if truncate else server.body)
                 self.close_connection = True
 
             def log_message(self, *args):  # keep the test output quiet
@@ -46,8 +47,7 @@ class _Server:
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}/{FILE_NAME}'
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -108,8 +108,13 @@ def test_download_lands_in_cache_and_is_reused(served_model, cache, checkpoint_b
 
 def test_download_with_matching_sha256(server, tmp_path, checkpoint_bytes):
     destination = tmp_path / 'd' / FILE_NAME
-    result = hub.download(server.url, destination, sha256=hashlib.sha256(checkpoint_bytes).hexdigest().upper(),
-                          progress=True, timeout=TIMEOUT_S)
+    result = hub.download(
+        server.url,
+        destination,
+        sha256=hashlib.sha256(checkpoint_bytes).hexdigest().upper(),
+        progress=True,
+        timeout=TIMEOUT_S,
+    )
     assert result == destination and destination.read_bytes() == checkpoint_bytes
 
 
@@ -128,8 +133,9 @@ def test_sha256_from_environment_is_checked(served_model, cache, monkeypatch):
 
 def test_interrupted_transfer_leaves_nothing_and_retry_restarts(served_model, cache, checkpoint_bytes):
     served_model.truncate_next = True
-    with pytest.raises(FetchError, match=f'connection closed after {len(checkpoint_bytes) // 2} of '
-                                             f'{len(checkpoint_bytes)} bytes') as failure:
+    with pytest.raises(
+        FetchError, match=f'connection closed after {len(checkpoint_bytes) // 2} of {len(checkpoint_bytes)} bytes'
+    ) as failure:
         hub.resolve_checkpoint('coco-370k', progress=False, timeout=TIMEOUT_S)
     assert '\n' not in str(failure.value)
     assert _cache_files(cache) == []  # neither a truncated entry nor a temp file
@@ -181,7 +187,7 @@ def test_existing_path_is_returned_as_is(reference_dir, cache):
 
 
 def test_unknown_name_lists_known_ones(cache):
-    with pytest.raises(ModelFileError, match="coco-999k: file not found .*published models by name: coco-370k"):
+    with pytest.raises(ModelFileError, match='coco-999k: file not found .*published models by name: coco-370k'):
         hub.resolve_checkpoint('coco-999k')
     with pytest.raises(ModelFileError, match='coco-370k'):
         hub.converted_model('coco-999k')
@@ -189,8 +195,10 @@ def test_unknown_name_lists_known_ones(cache):
 
 def test_known_model_table():
     model = hub.KNOWN_MODELS['coco-370k']
-    assert model.url == ('https://download.01.org/opencv/openvino_training_extensions/models/'
-                         'human_pose_estimation/checkpoint_iter_370000.pth')
+    assert model.url == (
+        'https://download.01.org/opencv/openvino_training_extensions/models/'
+        'human_pose_estimation/checkpoint_iter_370000.pth'
+    )
     assert model.file_name == FILE_NAME and model.num_refinement_stages == 1
     assert '40%' in model.description
 

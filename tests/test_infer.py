@@ -1,4 +1,5 @@
 """infer.py end to end: images (folders, globs, bad files, unusual formats) and a tracked video."""
+
 import json
 import os
 import shutil
@@ -42,22 +43,39 @@ def test_folder_glob_and_bad_files(model, mini_images, tmp_path, capfd):
     (tmp_path / 'no_images').mkdir()
     out, json_path = tmp_path / 'drawn', tmp_path / 'poses.json'
 
-    status, errors = run(model, capfd, '--images', folder, other / '*.jpg', missing,
-                         tmp_path / 'text.jpg', tmp_path / 'empty.png', tmp_path / 'nothing*.png',
-                         tmp_path / 'no_images',
-                         '--json', json_path, '--output-dir', out, '--cpu')
+    status, errors = run(
+        model,
+        capfd,
+        '--images',
+        folder,
+        other / '*.jpg',
+        missing,
+        tmp_path / 'text.jpg',
+        tmp_path / 'empty.png',
+        tmp_path / 'nothing*.png',
+        tmp_path / 'no_images',
+        '--json',
+        json_path,
+        '--output-dir',
+        out,
+        '--cpu',
+    )
     assert status == 1
     assert len(errors) == 5, errors
-    for name, reason in [('missing.jpg', 'not found'), ('text.jpg', 'not an image'),
-                         ('empty.png', 'empty'), ('nothing*.png', 'no files match'),
-                         ('no_images', 'no image files')]:
+    for name, reason in [
+        ('missing.jpg', 'not found'),
+        ('text.jpg', 'not an image'),
+        ('empty.png', 'empty'),
+        ('nothing*.png', 'no files match'),
+        ('no_images', 'no image files'),
+    ]:
         assert any(name in line and reason in line for line in errors), (name, errors)
 
     payload = json.loads(json_path.read_text())
     assert payload['keypoint_names'] == list(KEYPOINT_NAMES)
     images = payload['images']
     assert [os.path.basename(i['file']) for i in images] == [p.name for p in mini_images[:3]]
-    assert images[2]['file'] == str(other / mini_images[2].name)      # the path as given
+    assert images[2]['file'] == str(other / mini_images[2].name)  # the path as given
     assert [len(i['people']) for i in images] == [1, 2, 3]
     person = images[0]['people'][0]
     assert (images[0]['height'], images[0]['width']) == (425, 640)
@@ -68,16 +86,18 @@ def test_folder_glob_and_bad_files(model, mini_images, tmp_path, capfd):
     assert drawn == [p.name for p in mini_images[:3]]
     original = cv2.imread(str(mini_images[0]))
     assert (cv2.imread(str(out / mini_images[0].name)).astype(int) - original).any()
-    assert not list(tmp_path.glob('.*.tmp'))                          # no leftovers
+    assert not list(tmp_path.glob('.*.tmp'))  # no leftovers
 
 
 def test_unusual_image_formats(model, mini_images, tmp_path, capfd):
     bgr = cv2.imread(str(mini_images[1]))
-    files = {'gray.png': cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY),
-             'rgba.png': cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA),
-             'deep.png': bgr.astype(np.uint16) * 257,
-             'dot.png': np.full((1, 1, 3), 128, np.uint8),
-             'plain.png': bgr}
+    files = {
+        'gray.png': cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY),
+        'rgba.png': cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA),
+        'deep.png': bgr.astype(np.uint16) * 257,
+        'dot.png': np.full((1, 1, 3), 128, np.uint8),
+        'plain.png': bgr,
+    }
     for name, image in files.items():
         assert cv2.imwrite(str(tmp_path / name), image)
     json_path = tmp_path / 'poses.json'
@@ -104,7 +124,7 @@ def make_video(path, image, frames=6, step=3):
 
 def test_video_is_tracked_and_annotated(model, mini_images, tmp_path, capfd):
     video = tmp_path / 'skiers.mp4'
-    make_video(video, cv2.imread(str(mini_images[3])))                 # 5 people
+    make_video(video, cv2.imread(str(mini_images[3])))  # 5 people
     out, json_path = tmp_path / 'out', tmp_path / 'video.json'
     status, errors = run(model, capfd, '--video', video, '--output-dir', out, '--json', json_path)
     assert status == 0 and errors == []
@@ -128,7 +148,7 @@ def test_video_is_tracked_and_annotated(model, mini_images, tmp_path, capfd):
         count += 1
     capture.release()
     assert count == 6
-    assert sorted(p.name for p in out.iterdir()) == ['skiers_poses.mp4']   # temp file renamed
+    assert sorted(p.name for p in out.iterdir()) == ['skiers_poses.mp4']  # temp file renamed
 
 
 def test_bad_videos(model, tmp_path, capfd):

@@ -3,6 +3,7 @@ optional dependencies (with a comment), and every package installed.
 
 Every module of lwop_jax is read with ``ast``: imports at module level and inside functions both count.
 """
+
 import ast
 import pathlib
 
@@ -13,9 +14,17 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / 'lwop_jax'
 # Layers, lowest first: a module may import modules of its own layer or lower ones, never higher ones.
 LAYERS = (
     ('lwop_jax', 'lwop_jax.errors', 'lwop_jax.atomic', 'lwop_jax.paths', 'lwop_jax.skeleton'),
-    ('lwop_jax.inference.preprocess', 'lwop_jax.inference.peaks', 'lwop_jax.inference.decode',
-     'lwop_jax.inference.results', 'lwop_jax.inference.tracking', 'lwop_jax.inference.media', 'lwop_jax.inference.runs',
-     'lwop_jax.data', 'lwop_jax.synthetic'),
+    (
+        'lwop_jax.inference.preprocess',
+        'lwop_jax.inference.peaks',
+        'lwop_jax.inference.decode',
+        'lwop_jax.inference.results',
+        'lwop_jax.inference.tracking',
+        'lwop_jax.inference.media',
+        'lwop_jax.inference.runs',
+        'lwop_jax.data',
+        'lwop_jax.synthetic',
+    ),
     ('lwop_jax.model',),
     ('lwop_jax.checkpoints',),
     ('lwop_jax.inference.backends', 'lwop_jax.inference.estimator', 'lwop_jax.inference'),
@@ -24,8 +33,21 @@ LAYERS = (
     ('lwop_jax.cli', 'lwop_jax.demo', 'lwop_jax.configs', 'lwop_jax.__main__'),
 )
 # Third-party packages that not every install has: the only ones a function may import lazily.
-OPTIONAL = {'jax', 'jaxlib', 'flax', 'optax', 'orbax', 'tensorflow', 'tensorflow_datasets', 'openvino',
-            'pycocotools', 'jax2onnx', 'onnx', 'ml_collections', 'ml_dtypes'}
+OPTIONAL = {
+    'jax',
+    'jaxlib',
+    'flax',
+    'optax',
+    'orbax',
+    'tensorflow',
+    'tensorflow_datasets',
+    'openvino',
+    'pycocotools',
+    'jax2onnx',
+    'onnx',
+    'ml_collections',
+    'ml_dtypes',
+}
 
 
 def module_files() -> dict[str, pathlib.Path]:
@@ -42,7 +64,7 @@ MODULES = module_files()
 
 
 def layer_of(module: str) -> int:
-    if module.endswith('.__main__'):   # an entry point (python -m), like the CLIs
+    if module.endswith('.__main__'):  # an entry point (python -m), like the CLIs
         return len(LAYERS) - 1
     best = None
     for rank, prefixes in enumerate(LAYERS):
@@ -69,20 +91,25 @@ def imports_of(module: str) -> list[tuple[str, int, bool]]:
                 found.extend((alias.name, child.lineno, in_function) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ''
-                if child.level:   # relative: from the package, child.level - 1 packages up
-                    parents = package.split('.')[:len(package.split('.')) - child.level + 1]
+                if child.level:  # relative: from the package, child.level - 1 packages up
+                    parents = package.split('.')[: len(package.split('.')) - child.level + 1]
                     base = '.'.join(parents + ([base] if base else []))
                 for alias in child.names:
                     target = f'{base}.{alias.name}'
                     found.append((target if target in MODULES else base, child.lineno, in_function))
             visit(child, nested)
+
     visit(tree, False)
     return found
 
 
 def internal_graph(top_level_only: bool = False) -> dict[str, set[str]]:
-    return {module: {target for target, _, lazy in imports_of(module)
-                     if target in MODULES and not (top_level_only and lazy)} for module in MODULES}
+    return {
+        module: {
+            target for target, _, lazy in imports_of(module) if target in MODULES and not (top_level_only and lazy)
+        }
+        for module in MODULES
+    }
 
 
 def test_no_import_cycle():
@@ -93,7 +120,7 @@ def test_no_import_cycle():
         state[module] = 'open'
         for target in sorted(graph[module]):
             if state.get(target) == 'open':
-                cycles.append(trail[trail.index(target):] + [target])
+                cycles.append(trail[trail.index(target) :] + [target])
             elif target not in state:
                 walk(target, trail + [target])
         state[module] = 'done'
@@ -105,9 +132,12 @@ def test_no_import_cycle():
 
 
 def test_imports_point_down_the_layers():
-    upward = [f'{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)}) at line {line}'
-              for module in MODULES for target, line, _ in imports_of(module)
-              if target in MODULES and layer_of(target) > layer_of(module)]
+    upward = [
+        f'{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)}) at line {line}'
+        for module in MODULES
+        for target, line, _ in imports_of(module)
+        if target in MODULES and layer_of(target) > layer_of(module)
+    ]
     assert not upward, '\n'.join(upward)
 
 
@@ -142,10 +172,19 @@ def test_lazy_imports_only_keep_optional_dependencies_unloaded_and_say_so():
     assert not problems, '\n'.join(problems)
 
 
-@pytest.mark.parametrize('package', ['lwop_jax.inference.preprocess', 'lwop_jax.inference.decode',
-                                     'lwop_jax.inference.results', 'lwop_jax.inference.tracking',
-                                     'lwop_jax.inference.media', 'lwop_jax.inference.runs',
-                                     'lwop_jax.inference.backends', 'lwop_jax.inference.estimator'])
+@pytest.mark.parametrize(
+    'package',
+    [
+        'lwop_jax.inference.preprocess',
+        'lwop_jax.inference.decode',
+        'lwop_jax.inference.results',
+        'lwop_jax.inference.tracking',
+        'lwop_jax.inference.media',
+        'lwop_jax.inference.runs',
+        'lwop_jax.inference.backends',
+        'lwop_jax.inference.estimator',
+    ],
+)
 def test_inference_modules_load_no_optional_dependency(package):
     assert not loads_optional(package, internal_graph(top_level_only=True))
 

@@ -3,6 +3,7 @@
 Tolerance: the reference README's recommendation, |ours - ref| <= 1e-4 + 1e-4 |ref| on every stage
 (correct float32 variants stay below 1.2e-5; each broken variant it lists fails by >= 40x).
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,8 +120,9 @@ def test_mobilenet_into_a_shorter_backbone_takes_its_blocks_and_reports_the_rest
     assert '(model.0-model.8)' in report
     assert 'model.9' in report.split('ignored')[1] and 'model.11' in report.split('ignored')[1]
     source = read_state_dict(reference_dir / 'mobilenet_sgd_format.pth.tar')
-    np.testing.assert_array_equal(np.asarray(model.model[8][3].kernel.get_value()),
-                                  source['model.8.3.weight'].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        np.asarray(model.model[8][3].kernel.get_value()), source['model.8.3.weight'].transpose(2, 3, 1, 0)
+    )
 
 
 def test_batchnorm_training_mode_follows_pytorch():
@@ -149,7 +151,7 @@ def test_smaller_network_round_trips_with_its_size(tmp_path):
     checkpoint and rebuild the same network; a torch checkpoint of the original does not fit it."""
     model = PoseNet(0, num_channels=64, backbone_width=0.5, backbone_depth=9, rngs=nnx.Rngs(3)).set_training(False)
     shapes = {k: v.get_value().shape for k, v in variables.variables(model).items()}
-    assert shapes['model.8.3.kernel'] == (1, 1, 256, 256)       # conv5 pointwise: 512 x 0.5
+    assert shapes['model.8.3.kernel'] == (1, 1, 256, 256)  # conv5 pointwise: 512 x 0.5
     assert not any(k.startswith(('model.9.', 'model.10.', 'model.11.')) for k in shapes)
     assert shapes['cpm.align.0.kernel'] == (1, 1, 256, 64)
     assert shapes['initial_stage.trunk.0.0.kernel'] == (3, 3, 64, 64)
@@ -189,14 +191,14 @@ def test_orbax_loader_rejects_foreign_folders(tmp_path):
 # (in, out, kernel, stride, padding, dilation, groups, bias): the network's conv kinds. On CPU the
 # depthwise ones run as shifted products with a hand-written backward, the 1x1 ones as a matmul.
 CONV_CASES = [
-    (3, 32, 3, 2, 1, 1, 1, False),      # model.0
-    (16, 16, 3, 1, 1, 1, 16, False),    # depthwise
-    (16, 16, 3, 2, 1, 1, 16, False),    # depthwise, stride 2
-    (16, 16, 3, 1, 2, 2, 16, False),    # depthwise, dilation 2 (model.7)
-    (16, 24, 1, 1, 0, 1, 1, False),     # pointwise
-    (21, 8, 1, 1, 0, 1, 1, True),       # 1x1 with bias (CPM align, heads, refinement initial)
-    (8, 8, 3, 1, 1, 1, 1, True),        # 3x3 with bias
-    (8, 8, 3, 1, 2, 2, 1, True),        # 3x3, dilation 2, bias (refinement trunk)
+    (3, 32, 3, 2, 1, 1, 1, False),  # model.0
+    (16, 16, 3, 1, 1, 1, 16, False),  # depthwise
+    (16, 16, 3, 2, 1, 1, 16, False),  # depthwise, stride 2
+    (16, 16, 3, 1, 2, 2, 16, False),  # depthwise, dilation 2 (model.7)
+    (16, 24, 1, 1, 0, 1, 1, False),  # pointwise
+    (21, 8, 1, 1, 0, 1, 1, True),  # 1x1 with bias (CPM align, heads, refinement initial)
+    (8, 8, 3, 1, 1, 1, 1, True),  # 3x3 with bias
+    (8, 8, 3, 1, 2, 2, 1, True),  # 3x3, dilation 2, bias (refinement trunk)
 ]
 
 
@@ -204,8 +206,9 @@ CONV_CASES = [
 @pytest.mark.parametrize('case', CONV_CASES, ids=lambda c: 'in{}-out{}-k{}-s{}-p{}-d{}-g{}-b{}'.format(*c))
 def test_conv2d_cpu_formulations_match_lax_conv(case, size):
     in_ch, out_ch, k, stride, padding, dilation, groups, bias = case
-    conv = Conv2d(in_ch, out_ch, k, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                  bias=bias, rngs=nnx.Rngs(1))
+    conv = Conv2d(
+        in_ch, out_ch, k, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias, rngs=nnx.Rngs(1)
+    )
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(3, size, size + 2, in_ch)).astype(np.float32))
     graphdef, params = nnx.split(conv)
@@ -215,15 +218,23 @@ def test_conv2d_cpu_formulations_match_lax_conv(case, size):
 
     def reference(x, params):
         y = jax.lax.conv_general_dilated(
-            x, params['kernel'][...], (stride, stride), ((padding, padding), (padding, padding)),
-            rhs_dilation=(dilation, dilation), feature_group_count=groups,
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=jax.lax.Precision.HIGHEST)
+            x,
+            params['kernel'][...],
+            (stride, stride),
+            ((padding, padding), (padding, padding)),
+            rhs_dilation=(dilation, dilation),
+            feature_group_count=groups,
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+            precision=jax.lax.Precision.HIGHEST,
+        )
         return y + params['bias'][...] if bias else y
 
     expected = reference(x, params)
     np.testing.assert_allclose(ours(x, params), expected, rtol=1e-5, atol=1e-5)
     weights_out = jnp.asarray(rng.normal(size=expected.shape).astype(np.float32))
-    grads = [jax.grad(lambda x, p, f=f: jnp.sum(f(x, p) * weights_out), argnums=(0, 1))(x, params)
-             for f in (jax.jit(ours), reference)]
+    grads = [
+        jax.grad(lambda x, p, f=f: jnp.sum(f(x, p) * weights_out), argnums=(0, 1))(x, params)
+        for f in (jax.jit(ours), reference)
+    ]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)

@@ -1,4 +1,5 @@
 """tf.data training pipeline and TFDS builder on the 4 COCO mini images."""
+
 import itertools
 import logging
 import os
@@ -45,8 +46,12 @@ def assert_batches_equal(first, second):
 def test_shapes_dtypes_and_ranges(mini):
     labels, images = mini
     (batch,) = take(pipeline.make_train_dataset(labels, images, batch_size=5, seed=1), 1)
-    shapes = {'image': (5, CROP, CROP, 3), 'heatmaps': (5, MAP, MAP, 19), 'pafs': (5, MAP, MAP, 38),
-              'mask': (5, MAP, MAP)}
+    shapes = {
+        'image': (5, CROP, CROP, 3),
+        'heatmaps': (5, MAP, MAP, 19),
+        'pafs': (5, MAP, MAP, 38),
+        'mask': (5, MAP, MAP),
+    }
     for key, shape in shapes.items():
         assert batch[key].shape == shape and batch[key].dtype == np.float32, key
     image = batch['image']
@@ -63,15 +68,22 @@ def test_shapes_dtypes_and_ranges(mini):
 
 def test_non_augmented_sample_equals_targets_of_the_crop(mini):
     labels, images = mini
-    batches = take(pipeline.make_train_dataset(labels, images, batch_size=4, augment=False, shuffle=False,
-                                               reduced_decode=False), 3)
+    batches = take(
+        pipeline.make_train_dataset(labels, images, batch_size=4, augment=False, shuffle=False, reduced_decode=False), 3
+    )
     samples = [{key: batch[key][i] for key in batch} for batch in batches for i in range(4)]
     for label, sample in zip(labels, samples):
         params = augment.centered_augmentation(label)
         # Independent of the pipeline: cv2.imread + one warpAffine with the composed matrix.
         image = cv2.imread(os.path.join(images, label['img_paths']), cv2.IMREAD_COLOR)
-        expected_image = cv2.warpAffine(image, params.matrix, (CROP, CROP), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+        expected_image = cv2.warpAffine(
+            image,
+            params.matrix,
+            (CROP, CROP),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(128, 128, 128),
+        )
         np.testing.assert_array_equal(sample['image'] * 256 + 128, expected_image)
 
         keypoints = convert_keypoints(label_keypoints(label), label['img_width'], label['img_height'])
@@ -80,14 +92,16 @@ def test_non_augmented_sample_equals_targets_of_the_crop(mini):
         np.testing.assert_array_equal(sample['heatmaps'], heatmaps)
         np.testing.assert_array_equal(sample['pafs'], pafs)
         # The main person sits at the crop centre: some keypoint of it peaks near there.
-        assert sample['heatmaps'][MAP // 2 - 12:MAP // 2 + 12, MAP // 2 - 12:MAP // 2 + 12, :18].max() > 0.5
+        assert sample['heatmaps'][MAP // 2 - 12 : MAP // 2 + 12, MAP // 2 - 12 : MAP // 2 + 12, :18].max() > 0.5
 
 
 # ------------------------------------------------------------------------------- determinism
 def test_deterministic_across_instances_and_parallelism(mini):
     labels, images = mini
-    runs = [take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=5, num_parallel_calls=calls), 4)
-            for calls in (1, 4, None)]
+    runs = [
+        take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=5, num_parallel_calls=calls), 4)
+        for calls in (1, 4, None)
+    ]
     assert_batches_equal(runs[0], runs[1])
     assert_batches_equal(runs[0], runs[2])
     other_seed = take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=6), 1)
@@ -107,8 +121,7 @@ def test_start_step_equals_dropping_the_first_batches(mini):
     labels, images = mini
     uninterrupted = take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=2), 6)
     for start in (2, 4):  # 12 labels / 4 = 3 batches per epoch: step 4 is in the second epoch
-        resumed = take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=2, start_step=start),
-                       6 - start)
+        resumed = take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=2, start_step=start), 6 - start)
         assert_batches_equal(resumed, uninterrupted[start:])
 
 
@@ -120,12 +133,20 @@ def test_hosts_take_disjoint_parts_of_the_global_batch(mini):
     assert positions[1][:3] == [3, 4, 5] and positions[0][3:6] == [6, 7, 8]
 
     single = take(pipeline.make_train_dataset(labels, images, batch_size=4, seed=3), 3)
-    hosts = [take(pipeline.make_train_dataset(labels, images, batch_size=2, seed=3, process_index=host,
-                                              process_count=2, start_step=1), 2) for host in (0, 1)]
+    hosts = [
+        take(
+            pipeline.make_train_dataset(
+                labels, images, batch_size=2, seed=3, process_index=host, process_count=2, start_step=1
+            ),
+            2,
+        )
+        for host in (0, 1)
+    ]
     for step in (1, 2):
         for key in single[0]:
-            np.testing.assert_array_equal(np.concatenate([hosts[0][step - 1][key], hosts[1][step - 1][key]]),
-                                          single[step][key], err_msg=key)
+            np.testing.assert_array_equal(
+                np.concatenate([hosts[0][step - 1][key], hosts[1][step - 1][key]]), single[step][key], err_msg=key
+            )
     assert not np.array_equal(hosts[0][0]['image'], hosts[1][0]['image'])
 
 
@@ -144,8 +165,9 @@ def test_process_exits_cleanly_with_a_live_iterator(coco_mini_dir):
     """Without the atexit drain, tf.data threads calling into a finalizing interpreter abort the
     process ('terminate called without an active exception') in most runs, or hang it."""
     for _ in range(2):
-        result = subprocess.run([sys.executable, '-c', _EXIT_SCRIPT, os.fspath(coco_mini_dir)],
-                                capture_output=True, text=True, timeout=90)
+        result = subprocess.run(
+            [sys.executable, '-c', _EXIT_SCRIPT, os.fspath(coco_mini_dir)], capture_output=True, text=True, timeout=90
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert 'read 3 batches' in result.stdout
 
@@ -166,8 +188,7 @@ def _mirror_images(source, destination, corrupt=(), missing=()):
 def test_corrupt_and_missing_images_are_skipped_counted_and_logged_once(mini, coco_mini_dir, tmp_path, caplog):
     labels, _ = mini
     names = sorted({label['img_paths'] for label in labels})
-    images = _mirror_images(coco_mini_dir / 'val2017', tmp_path / 'val2017', corrupt={names[1]},
-                            missing={names[2]})
+    images = _mirror_images(coco_mini_dir / 'val2017', tmp_path / 'val2017', corrupt={names[1]}, missing={names[2]})
     skipped = pipeline.SkippedImages()
     with caplog.at_level(logging.WARNING, logger='lwop_jax.data.pipeline'):
         dataset = pipeline.make_train_dataset(labels, images, batch_size=4, seed=0, skipped_images=skipped)
@@ -231,8 +252,8 @@ def tfds_builder(coco_mini_dir, tmp_path_factory):
     (manual / 'annotations' / MINI_JSON).symlink_to(coco_mini_dir / MINI_JSON)
     (manual / 'val2017').symlink_to(coco_mini_dir / 'val2017')
     config = tfds_coco.CocoKeypointsConfig(
-        name='mini', description='COCO val2017 mini',
-        splits={'validation': (f'annotations/{MINI_JSON}', 'val2017')})
+        name='mini', description='COCO val2017 mini', splits={'validation': (f'annotations/{MINI_JSON}', 'val2017')}
+    )
     builder = tfds_coco.CocoPersonKeypoints(config=config, data_dir=os.fspath(root / 'data'))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
     return builder
@@ -252,8 +273,9 @@ def test_tfds_records_equal_prepared_labels(tfds_builder, coco_mini_dir):
             assert record[key] == label[key], key
         np.testing.assert_array_equal(record['objpos'], label['objpos'])
         np.testing.assert_array_equal(record['bbox'], label['bbox'])
-        np.testing.assert_array_equal(np.concatenate([record['keypoints'][None], record['other_keypoints']]),
-                                      label_keypoints(label))
+        np.testing.assert_array_equal(
+            np.concatenate([record['keypoints'][None], record['other_keypoints']]), label_keypoints(label)
+        )
         assert record['crowd_rle'] == b''
     assert seen == set(range(len(labels)))
 
@@ -270,8 +292,9 @@ def test_tfds_samples_equal_file_samples(tfds_builder, mini):
             np.testing.assert_array_equal(got, want)
 
     for builder_or_dir in (tfds_builder, tfds_builder.data_dir):
-        (batch,) = take(tfds_coco.make_train_dataset_from_tfds(builder_or_dir, split='validation',
-                                                                batch_size=3, seed=4), 1)
+        (batch,) = take(
+            tfds_coco.make_train_dataset_from_tfds(builder_or_dir, split='validation', batch_size=3, seed=4), 1
+        )
         assert batch['image'].shape == (3, CROP, CROP, 3) and batch['heatmaps'].shape == (3, MAP, MAP, 19)
         assert batch['pafs'].shape == (3, MAP, MAP, 38) and batch['mask'].shape == (3, MAP, MAP)
         assert batch['heatmaps'][..., :18].max() > 0.5
@@ -293,4 +316,5 @@ def test_tfds_manual_dir_missing_is_reported(tmp_path):
     builder = tfds_coco.CocoPersonKeypoints(data_dir=os.fspath(tmp_path / 'data'))
     with pytest.raises(Exception, match='person_keypoints_train2017.json'):
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(tmp_path / 'manual')))
+            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(tmp_path / 'manual'))
+        )

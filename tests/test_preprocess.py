@@ -1,4 +1,5 @@
 """Pre-processing and map up-sampling parity with the original (README sections 3 and 6)."""
+
 import json
 
 import cv2
@@ -27,8 +28,9 @@ def outputs(reference_dir):
 @pytest.fixture(scope='module')
 def decode_reference(reference_dir):
     with np.load(reference_dir / 'decode_reference.npz') as data:
-        keep = [k for k in data.files if k.endswith(('_meta', '_lowres_heatmaps', '_lowres_pafs',
-                                                     '_heatmaps', '_pafs'))]
+        keep = [
+            k for k in data.files if k.endswith(('_meta', '_lowres_heatmaps', '_lowres_pafs', '_heatmaps', '_pafs'))
+        ]
         return {key: data[key] for key in keep}
 
 
@@ -74,15 +76,19 @@ def test_val_geometry_matches_original(decode_reference, coco_mini_dir, case):
     assert batch.shape == (1, *meta['padded_hw'], 3) and batch.dtype == np.float32
     assert tuple(decode_reference[f'{case}_lowres_heatmaps'].shape[2:]) == tuple(meta['lowres_hw'])
     top, left, bottom, right = geometry.pad
-    assert not batch[0, :, :left].any() and not batch[0, :, batch.shape[2] - right:].any()
+    assert not batch[0, :, :left].any() and not batch[0, :, batch.shape[2] - right :].any()
 
 
 @pytest.mark.parametrize('case', CASES)
 def test_val_upsampling_is_bit_exact(decode_reference, case):
     meta = json.loads(str(decode_reference[f'{case}_meta']))
-    geometry = InputGeometry(scale=meta['ratio'], pad=tuple(meta['pad_tblr']),
-                             image_hw=tuple(meta['image_hw']), scaled_hw=tuple(meta['scaled_hw']),
-                             padded_hw=tuple(meta['padded_hw']))
+    geometry = InputGeometry(
+        scale=meta['ratio'],
+        pad=tuple(meta['pad_tblr']),
+        image_hw=tuple(meta['image_hw']),
+        scaled_hw=tuple(meta['scaled_hw']),
+        padded_hw=tuple(meta['padded_hw']),
+    )
     for name in ('heatmaps', 'pafs'):
         ours = upsample_val_maps(_nchw_to_hwc(decode_reference[f'{case}_lowres_{name}']), geometry)
         assert ours.dtype == np.float32
@@ -95,13 +101,13 @@ def test_val_normalises_before_resizing_in_float64(coco_mini_dir):
     image = _read(coco_mini_dir, '000000000785.jpg')
     batch, geometry = preprocess_val(image)
     normalised = (image.astype(np.float64) - 128) / 256
-    scaled = cv2.resize(normalised, (0, 0), fx=geometry.scale, fy=geometry.scale,
-                        interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    scaled = cv2.resize(normalised, (0, 0), fx=geometry.scale, fy=geometry.scale, interpolation=cv2.INTER_CUBIC).astype(
+        np.float32
+    )
     top, left = geometry.pad[:2]
-    inner = batch[0, top:top + scaled.shape[0], left:left + scaled.shape[1]]
+    inner = batch[0, top : top + scaled.shape[0], left : left + scaled.shape[1]]
     np.testing.assert_array_equal(inner, scaled)
-    uint8_first = cv2.resize(image, (0, 0), fx=geometry.scale, fy=geometry.scale,
-                             interpolation=cv2.INTER_CUBIC)
+    uint8_first = cv2.resize(image, (0, 0), fx=geometry.scale, fy=geometry.scale, interpolation=cv2.INTER_CUBIC)
     assert not np.array_equal(inner, (uint8_first.astype(np.float32) - 128) / 256)
 
 
@@ -119,11 +125,9 @@ def test_pad_to_stride_rules():
 
 
 def test_demo_keypoints_to_image():
-    geometry = InputGeometry(scale=0.5, pad=(4, 3, 4, 3), image_hw=(100, 200),
-                             scaled_hw=(50, 100), padded_hw=(58, 106))
-    xy = np.array([[1.5, 2.0], [10.0, 20.0]])   # upsampled-map pixels, ratio 4, stride 8
-    expected = np.array([[(1.5 * 2 - 3) / 0.5, (2.0 * 2 - 4) / 0.5],
-                         [(10 * 2 - 3) / 0.5, (20 * 2 - 4) / 0.5]])
+    geometry = InputGeometry(scale=0.5, pad=(4, 3, 4, 3), image_hw=(100, 200), scaled_hw=(50, 100), padded_hw=(58, 106))
+    xy = np.array([[1.5, 2.0], [10.0, 20.0]])  # upsampled-map pixels, ratio 4, stride 8
+    expected = np.array([[(1.5 * 2 - 3) / 0.5, (2.0 * 2 - 4) / 0.5], [(10 * 2 - 3) / 0.5, (20 * 2 - 4) / 0.5]])
     np.testing.assert_array_equal(demo_keypoints_to_image(xy, geometry), expected)
 
 

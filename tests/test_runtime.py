@@ -1,4 +1,5 @@
 """The three runtimes give the original's last-stage maps; the ONNX Runtime path stays free of jax/TF."""
+
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ def reference(reference_dir):
 def exported(reference_dir, model_cache):
     """ONNX and IR of the seed-0 reference checkpoint, made through the converter's cache path."""
     from lwop_jax.checkpoints import export
+
     onnx_path = runtime.converted_onnx(reference_dir / 'lwop_random_1stage_legacy.pth')
     return onnx_path, export.export_openvino(onnx_path, model_cache / 'ir')
 
@@ -76,7 +78,8 @@ def test_cpu_paths_import_neither_jax_nor_tensorflow(exported, backend, tmp_path
         'decode.decode(heatmaps[0], pafs[0])\n'
         'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "tensorflow"))\n'
         'assert not loaded, loaded\n'
-        'print("clean")\n')
+        'print("clean")\n'
+    )
     result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'clean' in result.stdout
@@ -84,6 +87,7 @@ def test_cpu_paths_import_neither_jax_nor_tensorflow(exported, backend, tmp_path
 
 def test_published_model_by_name_fails_clearly_offline(tmp_path, monkeypatch):
     import socket
+
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]

@@ -1,4 +1,5 @@
 """Synthetic COCO person-keypoint data: format, honest visibility flags, determinism, crowds, labels."""
+
 import contextlib
 import io
 import json
@@ -67,9 +68,15 @@ def test_files_and_categories(dataset, coco):
         assert set(image) >= {'id', 'file_name', 'width', 'height'}
         assert (image['width'], image['height']) == (WIDTH, HEIGHT)
         assert (folder / 'images' / image['file_name']).is_file()
-    assert coco.dataset['categories'] == [{'id': 1, 'name': 'person', 'supercategory': 'person',
-                                           'keypoints': list(COCO_KEYPOINT_NAMES),
-                                           'skeleton': [list(pair) for pair in COCO_SKELETON]}]
+    assert coco.dataset['categories'] == [
+        {
+            'id': 1,
+            'name': 'person',
+            'supercategory': 'person',
+            'keypoints': list(COCO_KEYPOINT_NAMES),
+            'skeleton': [list(pair) for pair in COCO_SKELETON],
+        }
+    ]
 
 
 def test_annotation_structure(coco):
@@ -78,16 +85,26 @@ def test_annotation_structure(coco):
     people = [a for a in annotations if not a['iscrowd']]
     assert len(people) >= NUM_IMAGES
     for annotation in annotations:
-        assert set(annotation) >= {'id', 'image_id', 'category_id', 'keypoints', 'num_keypoints', 'bbox',
-                                   'area', 'segmentation', 'iscrowd'}
+        assert set(annotation) >= {
+            'id',
+            'image_id',
+            'category_id',
+            'keypoints',
+            'num_keypoints',
+            'bbox',
+            'area',
+            'segmentation',
+            'iscrowd',
+        }
         assert annotation['category_id'] == 1
         keypoints = np.array(annotation['keypoints'], dtype=np.float64).reshape(17, 3)
         assert annotation['num_keypoints'] == int((keypoints[:, 2] > 0).sum())
         assert set(keypoints[:, 2]) <= {0, 1, 2}
         assert np.all(keypoints[keypoints[:, 2] == 0, :2] == 0), 'v=0 must come with x = y = 0'
         shown = keypoints[keypoints[:, 2] > 0]
-        assert np.all((shown[:, 0] >= 0) & (shown[:, 0] <= WIDTH - 1) & (shown[:, 1] >= 0)
-                      & (shown[:, 1] <= HEIGHT - 1))
+        assert np.all(
+            (shown[:, 0] >= 0) & (shown[:, 0] <= WIDTH - 1) & (shown[:, 1] >= 0) & (shown[:, 1] <= HEIGHT - 1)
+        )
         x, y, w, h = annotation['bbox']
         assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= WIDTH and y + h <= HEIGHT
         assert 0 < annotation['area'] <= w * h
@@ -100,8 +117,11 @@ def test_annotation_structure(coco):
 
 
 def test_cocoeval_of_ground_truth_as_detections_is_perfect(coco):
-    detections = [{'image_id': a['image_id'], 'category_id': 1, 'keypoints': a['keypoints'], 'score': 1.0}
-                  for a in coco.dataset['annotations'] if not a['iscrowd'] and a['num_keypoints'] > 0]
+    detections = [
+        {'image_id': a['image_id'], 'category_id': 1, 'keypoints': a['keypoints'], 'score': 1.0}
+        for a in coco.dataset['annotations']
+        if not a['iscrowd'] and a['num_keypoints'] > 0
+    ]
     results = quiet(coco.loadRes, detections)
     evaluation = COCOeval(coco, results, 'keypoints')
     quiet(evaluation.evaluate)
@@ -113,8 +133,10 @@ def test_cocoeval_of_ground_truth_as_detections_is_perfect(coco):
 # ------------------------------------------------------------------------------------- visibility
 @pytest.fixture(scope='module')
 def debug_renders():
-    return [synthetic.render_image(index, seed=3, width=WIDTH, height=HEIGHT, max_people=6, debug=True)
-            for index in range(16)]
+    return [
+        synthetic.render_image(index, seed=3, width=WIDTH, height=HEIGHT, max_people=6, debug=True)
+        for index in range(16)
+    ]
 
 
 def test_masks_are_consistent(debug_renders):
@@ -123,7 +145,7 @@ def test_masks_are_consistent(debug_renders):
         figures = debug['figures']
         for i, figure in enumerate(figures):
             later = np.zeros_like(figure['own_mask'])
-            for other in figures[i + 1:]:
+            for other in figures[i + 1 :]:
                 later |= other['own_mask']
             np.testing.assert_array_equal(figure['visible_mask'], figure['own_mask'] & ~later)
             assert np.array_equal(figure['own_mask'], figure['part_map'] > 0)
@@ -136,8 +158,9 @@ def test_masks_are_consistent(debug_renders):
             rows, columns = np.nonzero(visible)
             assert annotation['bbox'] == [columns.min(), rows.min(), np.ptp(columns) + 1, np.ptp(rows) + 1]
             # The polygons trace the visible mask: pycocotools rasterises them back to nearly it.
-            polygons = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(
-                annotation['segmentation'], HEIGHT, WIDTH))).astype(bool)
+            polygons = mask_utils.decode(
+                mask_utils.merge(mask_utils.frPyObjects(annotation['segmentation'], HEIGHT, WIDTH))
+            ).astype(bool)
             assert (polygons & visible).sum() / (polygons | visible).sum() > 0.85
 
 
@@ -191,8 +214,9 @@ def test_left_is_anatomical_left():
         assert away[KP['nose']] == (not left_on_right)
     # The standing height: feet down, head up (y grows downwards), about one unit apart.
     points, _ = skeleton_3d({**pose, 'yaw': 0.0}, body)
-    assert points[KP['nose'], 1] < points[KP['left_shoulder'], 1] < points[KP['left_hip'], 1] < points[
-        KP['left_ankle'], 1]
+    assert (
+        points[KP['nose'], 1] < points[KP['left_shoulder'], 1] < points[KP['left_hip'], 1] < points[KP['left_ankle'], 1]
+    )
     assert 0.8 < points[KP['left_ankle'], 1] - points[KP['nose'], 1] < 1.0
 
 
@@ -209,8 +233,7 @@ def test_poses_respect_joint_limits():
 # ------------------------------------------------------------------------------------ determinism
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):
     def generate(folder, seed, workers=1):
-        path = synthetic.generate_dataset(tmp_path / folder, 5, seed=seed, width=WIDTH, height=HEIGHT,
-                                          workers=workers)
+        path = synthetic.generate_dataset(tmp_path / folder, 5, seed=seed, width=WIDTH, height=HEIGHT, workers=workers)
         return {p.relative_to(path.parent): p.read_bytes() for p in path.parent.rglob('*') if p.is_file()}
 
     # The second run renders in two processes: the bytes do not depend on that either.
@@ -237,8 +260,9 @@ def test_scene_options_keep_people_inside_and_small_enough():
     for index in range(12):
         _, default_annotations = synthetic.render_image(index, seed=9, **options)
         cut_by_default += sum(0 in a['keypoints'][2::3] for a in default_annotations)
-        _, annotations = synthetic.render_image(index, seed=9, people_inside=True, max_person_height=0.8,
-                                                clutter_shapes=(0, 2), **options)
+        _, annotations = synthetic.render_image(
+            index, seed=9, people_inside=True, max_person_height=0.8, clutter_shapes=(0, 2), **options
+        )
         assert annotations
         for annotation in annotations:
             x, y, w, h = annotation['bbox']
@@ -258,8 +282,9 @@ def test_crowd_regions(coco):
         assert crowd['keypoints'] == [0] * 51
     # The RLE round-trips exactly, and the crowd of a debug render is the decoded one.
     for index in range(NUM_IMAGES):
-        image, annotations, debug = synthetic.render_image(index, seed=7, width=WIDTH, height=HEIGHT,
-                                                           max_people=5, debug=True)
+        image, annotations, debug = synthetic.render_image(
+            index, seed=7, width=WIDTH, height=HEIGHT, max_people=5, debug=True
+        )
         crowd = [a for a in annotations if a['iscrowd']]
         if crowd:
             rle = mask_utils.frPyObjects(crowd[0]['segmentation'], HEIGHT, WIDTH)
@@ -292,10 +317,34 @@ def test_training_label_selection_accepts_it(dataset):
 
 
 def test_command_line(tmp_path):
-    result = subprocess.run([sys.executable, '-m', 'lwop_jax.synthetic', '--out', str(tmp_path), '--num-images', '2',
-                             '--seed', '1', '--width', '160', '--height', '120', '--max-people', '2',
-                             '--people-inside', '--max-person-height', '0.9', '--clutter-shapes', '0', '2'],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'lwop_jax.synthetic',
+            '--out',
+            str(tmp_path),
+            '--num-images',
+            '2',
+            '--seed',
+            '1',
+            '--width',
+            '160',
+            '--height',
+            '120',
+            '--max-people',
+            '2',
+            '--people-inside',
+            '--max-person-height',
+            '0.9',
+            '--clutter-shapes',
+            '0',
+            '2',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     path = tmp_path / 'annotations.json'
     assert str(path) in result.stdout
     coco_json = json.loads(path.read_text())
@@ -312,7 +361,9 @@ def test_bad_scene_options_are_refused(tmp_path):
 
 
 def test_no_jax_or_tensorflow_import():
-    code = ('import sys, lwop_jax.synthetic; '
-            'bad = [m for m in sys.modules if m.split(".")[0] in ("jax", "tensorflow", "flax", "torch")]; '
-            'assert not bad, bad')
+    code = (
+        'import sys, lwop_jax.synthetic; '
+        'bad = [m for m in sys.modules if m.split(".")[0] in ("jax", "tensorflow", "flax", "torch")]; '
+        'assert not bad, bad'
+    )
     subprocess.run([sys.executable, '-c', code], check=True)

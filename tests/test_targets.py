@@ -1,4 +1,5 @@
 """Training targets (heatmaps, PAFs, stride-8 mask) against the original's reference targets."""
+
 import importlib.util
 import pathlib
 
@@ -54,8 +55,9 @@ def test_render_targets_bit_identical_on_all_samples(targets):
     for index in range(NUM_SAMPLES):
         persons, height, width = sample_persons(targets, index)
         heatmaps, pafs = render_targets(persons, height, width)
-        count = (np.count_nonzero(heatmaps != targets[f's{index:03d}_keypoint_maps'].transpose(1, 2, 0))
-                 + np.count_nonzero(pafs != targets[f's{index:03d}_paf_maps'].transpose(1, 2, 0)))
+        count = np.count_nonzero(
+            heatmaps != targets[f's{index:03d}_keypoint_maps'].transpose(1, 2, 0)
+        ) + np.count_nonzero(pafs != targets[f's{index:03d}_paf_maps'].transpose(1, 2, 0))
         if count:
             differing[index] = count
     assert not differing, f'values differing per sample: {differing}'
@@ -78,7 +80,7 @@ def test_crop_mask_to_maps_makes_shapes_agree(targets, index):
     maps = targets[prefix + 'keypoint_maps']
     cropped = crop_mask_to_maps(mask, maps.shape[1:])
     assert cropped.shape == maps.shape[1:]
-    assert np.array_equal(cropped, mask[:maps.shape[1], :maps.shape[2]])
+    assert np.array_equal(cropped, mask[: maps.shape[1], : maps.shape[2]])
 
 
 # ----------------------------------------------------------------------- behaviour and edges
@@ -105,7 +107,7 @@ def test_only_flags_up_to_one_render():
     assert not heatmaps[..., :18].any() and not pafs.any()
     person[0, 2] = 0  # occluded nose: rendered
     heatmaps, _ = render_targets([person], 160, 200)
-    assert heatmaps[..., 0].max() == np.float32(np.exp(-(0.5 ** 2 + 3.5 ** 2) / 2 / 49))
+    assert heatmaps[..., 0].max() == np.float32(np.exp(-(0.5**2 + 3.5**2) / 2 / 49))
     assert not heatmaps[..., 1:18].any()
 
 

@@ -4,6 +4,7 @@ The published fixtures in ../shared/reference cover the real formats; small chec
 here opcode by opcode cover tensor geometry (offsets, strides, shared storages) and every
 refusal. Nothing here imports torch, and no test ever unpickles untrusted bytes with ``pickle``.
 """
+
 import collections
 import pathlib
 import pickle
@@ -41,6 +42,7 @@ def test_assembler_writes_real_pickles():
 
 
 # --- the published fixtures --------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def legacy(reference_dir):
@@ -111,7 +113,7 @@ def test_mobilenet_imagenet_checkpoint(reference_dir):
 
     state = read_state_dict(reference_dir / MOBILENET)
     assert len(state) == 137
-    assert list(state) == [k[len('module.'):] for k in obj['state_dict']]  # order kept
+    assert list(state) == [k[len('module.') :] for k in obj['state_dict']]  # order kept
     assert all(k.startswith(('model.', 'fc.')) for k in state)
     assert all(v.dtype == np.float32 for v in state.values())
     assert state['fc.weight'].shape == (1000, 1024) and state['fc.bias'].shape == (1000,)
@@ -120,18 +122,24 @@ def test_mobilenet_imagenet_checkpoint(reference_dir):
 
 # --- tensor geometry, in both containers --------------------------------------------------------
 
-GEOMETRY_STORAGES = {'0': np.arange(12, dtype=np.float32), '1': np.array([7, -3], np.int64),
-                     '2': np.array([1, 0, 1], np.bool_), '3': np.array([0.5, 2], np.float16)}
-GEOMETRY = dict_of([
-    ('whole', tensor('FloatStorage', '0', 12, 0, (3, 4), (4, 1))),
-    ('transposed', tensor('FloatStorage', '0', 12, 0, (4, 3), (1, 4))),   # same storage
-    ('window', tensor('FloatStorage', '0', 12, 5, (2, 3), (3, 1))),       # storage offset
-    ('expanded', tensor('FloatStorage', '0', 12, 2, (2, 3), (0, 1))),     # stride 0
-    ('scalar', tensor('LongStorage', '1', 2, 1, (), ())),
-    ('flags', tensor('BoolStorage', '2', 3, 0, (3,), (1,))),
-    ('half', tensor('HalfStorage', '3', 2, 0, (2,), (1,))),
-    ('empty', tensor('FloatStorage', '0', 12, 12, (0, 5), (5, 1))),
-])
+GEOMETRY_STORAGES = {
+    '0': np.arange(12, dtype=np.float32),
+    '1': np.array([7, -3], np.int64),
+    '2': np.array([1, 0, 1], np.bool_),
+    '3': np.array([0.5, 2], np.float16),
+}
+GEOMETRY = dict_of(
+    [
+        ('whole', tensor('FloatStorage', '0', 12, 0, (3, 4), (4, 1))),
+        ('transposed', tensor('FloatStorage', '0', 12, 0, (4, 3), (1, 4))),  # same storage
+        ('window', tensor('FloatStorage', '0', 12, 5, (2, 3), (3, 1))),  # storage offset
+        ('expanded', tensor('FloatStorage', '0', 12, 2, (2, 3), (0, 1))),  # stride 0
+        ('scalar', tensor('LongStorage', '1', 2, 1, (), ())),
+        ('flags', tensor('BoolStorage', '2', 3, 0, (3,), (1,))),
+        ('half', tensor('HalfStorage', '3', 2, 0, (2,), (1,))),
+        ('empty', tensor('FloatStorage', '0', 12, 12, (0, 5), (5, 1))),
+    ]
+)
 
 
 def check_geometry(state):
@@ -165,11 +173,24 @@ def test_newer_dtypes_zip(tmp_path):
     bf16 = np.array([1.5, -2.0, 3.0], ml_dtypes.bfloat16)
     u16 = np.array([1, 65535], np.uint16)
     untyped = b'(' + obj('storage') + g('torch.storage', 'UntypedStorage') + obj('1') + obj('cpu') + obj(4) + b't'
-    body = dict_of([
-        ('bf16', tensor('BFloat16Storage', '0', 3, 0, (3,), (1,))),
-        ('u16', call(g('torch._utils', '_rebuild_tensor_v3'), untyped + b'Q', obj(0), obj((2,)),
-                     obj((1,)), obj(False), call(g('collections', 'OrderedDict')), g('torch', 'uint16'))),
-    ])
+    body = dict_of(
+        [
+            ('bf16', tensor('BFloat16Storage', '0', 3, 0, (3,), (1,))),
+            (
+                'u16',
+                call(
+                    g('torch._utils', '_rebuild_tensor_v3'),
+                    untyped + b'Q',
+                    obj(0),
+                    obj((2,)),
+                    obj((1,)),
+                    obj(False),
+                    call(g('collections', 'OrderedDict')),
+                    g('torch', 'uint16'),
+                ),
+            ),
+        ]
+    )
     state = read_state_dict(zip_file(tmp_path / 'x.pth', body, {'0': bf16, '1': u16}))
     assert state['bf16'].dtype == ml_dtypes.bfloat16 and state['bf16'].tobytes() == bf16.tobytes()
     assert state['u16'].dtype == np.uint16 and state['u16'].tolist() == [1, 65535]
@@ -199,10 +220,25 @@ def test_legacy_storage_count_mismatch(tmp_path):
 def test_legacy_storage_view(tmp_path):
     # PyTorch 0.x could save a slice of a storage: ('storage', type, root key, location,
     # root numel, (view key, offset, view numel)); the tensor indexes into the slice.
-    pid = (b'(' + obj('storage') + g('torch', 'DoubleStorage') + obj('0') + obj('cpu') + obj(6)
-           + obj(('0v', 2, 3)) + b't')
-    body = dict_of([('w', call(g('torch._utils', '_rebuild_tensor_v2'), pid + b'Q', obj(1),
-                               obj((2,)), obj((1,)), obj(False), call(g('collections', 'OrderedDict'))))])
+    pid = (
+        b'(' + obj('storage') + g('torch', 'DoubleStorage') + obj('0') + obj('cpu') + obj(6) + obj(('0v', 2, 3)) + b't'
+    )
+    body = dict_of(
+        [
+            (
+                'w',
+                call(
+                    g('torch._utils', '_rebuild_tensor_v2'),
+                    pid + b'Q',
+                    obj(1),
+                    obj((2,)),
+                    obj((1,)),
+                    obj(False),
+                    call(g('collections', 'OrderedDict')),
+                ),
+            )
+        ]
+    )
     path = legacy_file(tmp_path / 'x.pth', body, {'0': np.arange(6, dtype=np.float64)})
     w = load_torch_file(path)['w']
     assert w.dtype == np.float64 and w.tolist() == [3.0, 4.0]
@@ -218,6 +254,7 @@ def test_zip_with_a_storage_missing(tmp_path, reference_dir):
 
 
 # --- refusals: no pickled code ever runs ---------------------------------------------------------
+
 
 def touch_payload(marker):
     return call(g('os', 'system'), obj(f'touch {marker}'))
@@ -267,8 +304,22 @@ def test_refusal_inside_a_real_state_dict(tmp_path):
     # Hidden as the storage type of an otherwise ordinary tensor.
     marker = tmp_path / 'pwned'
     pid = b'(' + obj('storage') + touch_payload(marker) + obj('0') + obj('cpu') + obj(1) + b't'
-    body = dict_of([('w', call(g('torch._utils', '_rebuild_tensor_v2'), pid + b'Q', obj(0),
-                                obj((1,)), obj((1,)), obj(False), call(g('collections', 'OrderedDict'))))])
+    body = dict_of(
+        [
+            (
+                'w',
+                call(
+                    g('torch._utils', '_rebuild_tensor_v2'),
+                    pid + b'Q',
+                    obj(0),
+                    obj((1,)),
+                    obj((1,)),
+                    obj(False),
+                    call(g('collections', 'OrderedDict')),
+                ),
+            )
+        ]
+    )
     expect_error(zip_file(tmp_path / 'x.pth', body, {'0': np.zeros(1, np.float32)}), 'os.system')
     assert not marker.exists()
 
@@ -280,6 +331,7 @@ def test_torch_module_ids_are_refused(tmp_path):
 
 
 # --- broken and foreign files ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('name', [LEGACY, ZIP])
 @pytest.mark.parametrize('keep', [0.5, 0.999, 10, 3])
@@ -298,12 +350,15 @@ def test_legacy_cut_inside_the_last_storage(tmp_path, reference_dir):
     expect_error(path, 'truncated or corrupt')
 
 
-@pytest.mark.parametrize('content,problem', [
-    (b'', 'unknown file format'),
-    (b'{"state_dict": {"w": [1, 2]}}\n', 'unknown file format'),
-    (np.random.default_rng(0).bytes(4096), 'unknown file format'),
-    (b'\x80\x02' + np.random.default_rng(1).bytes(4096), ''),   # random opcodes
-])
+@pytest.mark.parametrize(
+    'content,problem',
+    [
+        (b'', 'unknown file format'),
+        (b'{"state_dict": {"w": [1, 2]}}\n', 'unknown file format'),
+        (np.random.default_rng(0).bytes(4096), 'unknown file format'),
+        (b'\x80\x02' + np.random.default_rng(1).bytes(4096), ''),  # random opcodes
+    ],
+)
 def test_foreign_bytes(tmp_path, content, problem):
     path = tmp_path / 'foreign.pth'
     path.write_bytes(content)
@@ -325,11 +380,14 @@ def test_plain_pickle_of_a_list(tmp_path):
     expect_error(path, 'not a PyTorch checkpoint', loader=read_state_dict)
 
 
-@pytest.mark.parametrize('body,problem', [
-    (obj([1, 2, 3]), 'no state_dict'),
-    (dict_of([('state_dict', obj({'lr': 0.1}))]), "'lr' is a float"),
-    (dict_of([('state_dict', obj({}))]), 'no state_dict'),
-])
+@pytest.mark.parametrize(
+    'body,problem',
+    [
+        (obj([1, 2, 3]), 'no state_dict'),
+        (dict_of([('state_dict', obj({'lr': 0.1}))]), "'lr' is a float"),
+        (dict_of([('state_dict', obj({}))]), 'no state_dict'),
+    ],
+)
 def test_torch_files_without_weights(tmp_path, body, problem):
     path = legacy_file(tmp_path / 'x.pth', body, {})
     load_torch_file(path)  # a valid torch file ...
@@ -337,8 +395,9 @@ def test_torch_files_without_weights(tmp_path, body, problem):
 
 
 def test_bare_state_dict_and_prefix_stripping(tmp_path):
-    body = dict_of([('module.a', tensor('FloatStorage', '0', 2, 0, (2,), (1,))),
-                    ('b', tensor('FloatStorage', '0', 2, 1, (), ()))])
+    body = dict_of(
+        [('module.a', tensor('FloatStorage', '0', 2, 0, (2,), (1,))), ('b', tensor('FloatStorage', '0', 2, 1, (), ()))]
+    )
     path = zip_file(tmp_path / 'x.pth', body, {'0': np.array([1, 2], np.float32)})
     state = read_state_dict(path)
     assert list(state) == ['a', 'b'] and state['a'].tolist() == [1, 2] and float(state['b']) == 2
@@ -352,5 +411,6 @@ def test_missing_path_and_directory(tmp_path):
 
 def test_no_torch_needed():
     import lwop_jax.checkpoints.torch_file as module
+
     source = pathlib.Path(module.__file__).read_text()
     assert 'import torch' not in source and 'pickle.load(' not in source

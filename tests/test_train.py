@@ -3,6 +3,7 @@
 Loop tests use tiny synthetic batches (64x64 crops, batch 2) through the real train_and_evaluate, the
 real orbax CheckpointManager and the real jitted step, so they run on 2 CPU cores in about a minute.
 """
+
 import os
 import pathlib
 import subprocess
@@ -36,8 +37,10 @@ EXPECTED_GROUP_DECAY = [5e-4, 0, 0, 0, 5e-4, 0, 0, 5e-4, 0, 5e-4, 0, 0, 0]
 
 # ------------------------------------------------------------------------------------ helpers
 
+
 def small_config(**overrides):
     from lwop_jax.configs import default
+
     config = default.get_config()
     config.crop_size = 64
     config.batch_size = 2
@@ -57,10 +60,12 @@ def synthetic_batch(index, batch_size=2, size=64):
     """A deterministic batch that differs per index, so a wrong data position changes the result."""
     rng = np.random.default_rng(1000 + index)
     cells = size // 8
-    return {'image': (rng.normal(size=(batch_size, size, size, 3)) * 0.4).astype(np.float32),
-            'heatmaps': rng.uniform(size=(batch_size, cells, cells, 19)).astype(np.float32),
-            'pafs': (rng.normal(size=(batch_size, cells, cells, 38)) * 0.3).astype(np.float32),
-            'mask': (rng.uniform(size=(batch_size, cells, cells)) > 0.1).astype(np.float32)}
+    return {
+        'image': (rng.normal(size=(batch_size, size, size, 3)) * 0.4).astype(np.float32),
+        'heatmaps': rng.uniform(size=(batch_size, cells, cells, 19)).astype(np.float32),
+        'pafs': (rng.normal(size=(batch_size, cells, cells, 38)) * 0.3).astype(np.float32),
+        'mask': (rng.uniform(size=(batch_size, cells, cells)) > 0.1).astype(np.float32),
+    }
 
 
 class Interrupted(Exception):
@@ -80,6 +85,7 @@ def synthetic_data(*, interrupt_at=None, nan_at=None, starts=None):
                 batch['image'][:] = np.nan
             yield batch
             index += 1
+
     return train_data.TrainData(num_examples=20, batches=batches)
 
 
@@ -88,6 +94,7 @@ def flat_arrays(tree):
 
 
 # ------------------------------------------------------------------------- groups and Adam step
+
 
 def test_param_groups_sizes_lrs_and_decay_match_the_original(reference_dir):
     model = PoseNet(1)
@@ -146,7 +153,8 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
     variables.assign(model, {k: v.astype(np.float32) for k, v in before.items()}, 'pre-step', strict=False)
     params = nnx.state(model, nnx.Param)
     grads = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.asarray(gradient[train_optimizer._dotted(path)], jnp.float32), params)
+        lambda path, leaf: jnp.asarray(gradient[train_optimizer._dotted(path)], jnp.float32), params
+    )
     tx = train_optimizer.make_optimizer(model, base_lr=4e-5, weight_decay=5e-4, steps_per_epoch=1000)
     updates, opt_state = jax.jit(tx.update)(grads, tx.init(params), params)
     new_params = optax.apply_updates(params, updates)
@@ -155,8 +163,11 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
         leaves = jax.tree_util.tree_leaves_with_path(tree)
         return {train_optimizer._dotted(path): np.asarray(leaf) for path, leaf in leaves}
 
-    new, our_mu, our_nu = by_key(new_params), by_key(optax.tree_utils.tree_get(opt_state, 'mu')), \
-        by_key(optax.tree_utils.tree_get(opt_state, 'nu'))
+    new, our_mu, our_nu = (
+        by_key(new_params),
+        by_key(optax.tree_utils.tree_get(opt_state, 'mu')),
+        by_key(optax.tree_utils.tree_get(opt_state, 'nu')),
+    )
     assert set(new) == set(after) and len(new) == 151
     for key in after:
         moved = np.abs(after[key] - before[key])
@@ -168,6 +179,7 @@ def test_one_adam_step_reproduces_the_fixture(reference_dir):
 
 
 # ----------------------------------------------------------------------------- loss, schedule
+
 
 def test_loss_is_the_original_l2_loss_summed_over_stages():
     rng = np.random.default_rng(0)
@@ -197,12 +209,13 @@ def test_multistep_schedule_and_steps_per_epoch_as_the_original():
     assert factor(0) == 1.0 and factor(98 * spe + 9) == 1.0
     np.testing.assert_allclose(factor(99 * spe), 0.333, rtol=1e-6)
     np.testing.assert_allclose(factor(199 * spe - 1), 0.333, rtol=1e-6)
-    np.testing.assert_allclose(factor(199 * spe), 0.333 ** 2, rtol=1e-6)
-    np.testing.assert_allclose(factor(259 * spe), 0.333 ** 3, rtol=1e-6)
+    np.testing.assert_allclose(factor(199 * spe), 0.333**2, rtol=1e-6)
+    np.testing.assert_allclose(factor(259 * spe), 0.333**3, rtol=1e-6)
 
 
 def test_config_files_load(coco_mini_dir):
     from lwop_jax.configs import coco_recipe, coco_stage1, coco_stage2, coco_stage3, default, tiny
+
     assert default.get_config().batch_size == 80
     assert coco_stage1.get_config().from_mobilenet and coco_stage1.get_config().num_train_steps == 420_000
     assert coco_stage2.get_config().num_train_steps == 280_000
@@ -228,12 +241,14 @@ def test_init_from_a_one_stage_checkpoint_into_three_stages(reference_dir):
 
 # ------------------------------------------------------------------------------- loop tests
 
+
 def coco_mini_batch(coco_mini_dir, size=96):
     """Two crops of the COCO mini images with the original's targets (mask all ones)."""
     import cv2
 
     from lwop_jax.data import coco
     from lwop_jax.data.targets import render_targets
+
     annotations = coco_mini_dir / 'person_keypoints_val2017_mini.json'
     labels = coco.prepare_annotations(coco.load_coco_json(annotations))[:2]
     images, heatmaps, pafs = [], [], []
@@ -248,19 +263,30 @@ def coco_mini_batch(coco_mini_dir, size=96):
         crop = cv2.warpAffine(image, affine, (size, size), borderValue=(128, 128, 128))
         keypoints[..., 0] = (keypoints[..., 0] - x0) * scale
         keypoints[..., 1] = (keypoints[..., 1] - y0) * scale
-        keypoints[..., 2] = np.where((keypoints[..., 0] < 0) | (keypoints[..., 0] >= size) |
-                                     (keypoints[..., 1] < 0) | (keypoints[..., 1] >= size), 2, keypoints[..., 2])
+        keypoints[..., 2] = np.where(
+            (keypoints[..., 0] < 0)
+            | (keypoints[..., 0] >= size)
+            | (keypoints[..., 1] < 0)
+            | (keypoints[..., 1] >= size),
+            2,
+            keypoints[..., 2],
+        )
         heatmap, paf = render_targets(keypoints, size, size)
         images.append((crop.astype(np.float32) - 128) / 256)
         heatmaps.append(heatmap)
         pafs.append(paf)
     cells = size // 8
-    return {'image': np.stack(images), 'heatmaps': np.stack(heatmaps), 'pafs': np.stack(pafs),
-            'mask': np.ones((2, cells, cells), np.float32)}
+    return {
+        'image': np.stack(images),
+        'heatmaps': np.stack(heatmaps),
+        'pafs': np.stack(pafs),
+        'mask': np.ones((2, cells, cells), np.float32),
+    }
 
 
 def read_scalars(logdir, tag):
     import tensorflow as tf
+
     values = {}
     for path in sorted(pathlib.Path(logdir).glob('events.out.tfevents.*')):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
@@ -273,8 +299,14 @@ def read_scalars(logdir, tag):
 def test_a_few_steps_lower_the_loss_and_log_to_tensorboard(coco_mini_dir, tmp_path):
     batch = coco_mini_batch(coco_mini_dir)
     data = train_data.TrainData(num_examples=2, batches=lambda start: iter(lambda: batch, None))
-    config = small_config(crop_size=96, num_train_steps=8, checkpoint_after=8, tensorboard=True,
-                          image_summary_after=8, async_checkpointing=False)
+    config = small_config(
+        crop_size=96,
+        num_train_steps=8,
+        checkpoint_after=8,
+        tensorboard=True,
+        image_summary_after=8,
+        async_checkpointing=False,
+    )
     train_loop.train_and_evaluate(config, tmp_path, train_data=data, evaluate_fn=None)
     losses = read_scalars(tmp_path / 'tensorboard', 'train/loss')
     assert len(losses) == 8 and np.isfinite(losses).all()
@@ -300,15 +332,18 @@ def test_validation_runs_every_val_after_and_at_the_last_iteration(tmp_path):
 
 def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     config = small_config(num_train_steps=5, checkpoint_after=2, keep_checkpoints=2)
-    uninterrupted = train_loop.train_and_evaluate(config, tmp_path / 'straight', train_data=synthetic_data(),
-                                                 evaluate_fn=None)
+    uninterrupted = train_loop.train_and_evaluate(
+        config, tmp_path / 'straight', train_data=synthetic_data(), evaluate_fn=None
+    )
     # Killed while fetching batch 3 (iteration 4): the checkpoint of iteration 2 survives; iteration 3 is lost.
     with pytest.raises(Interrupted):
-        train_loop.train_and_evaluate(config, tmp_path / 'resumed', train_data=synthetic_data(interrupt_at=3),
-                                     evaluate_fn=None)
+        train_loop.train_and_evaluate(
+            config, tmp_path / 'resumed', train_data=synthetic_data(interrupt_at=3), evaluate_fn=None
+        )
     starts = []
-    resumed = train_loop.train_and_evaluate(config, tmp_path / 'resumed', train_data=synthetic_data(starts=starts),
-                                           evaluate_fn=None)
+    resumed = train_loop.train_and_evaluate(
+        config, tmp_path / 'resumed', train_data=synthetic_data(starts=starts), evaluate_fn=None
+    )
     assert starts == [2]  # the data stream continued at batch 2, after the 2 batches of the checkpoint
     assert int(resumed.step) == int(uninterrupted.step) == 5
     for name in ('params', 'batch_stats', 'opt_state'):
@@ -316,8 +351,11 @@ def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pa
             np.testing.assert_array_equal(a, b, err_msg=name)
     # The checkpoint folder is a model that evaluation/export load with orbax_io.load_any.
     loaded = variables.variables(orbax_io.load_any(tmp_path / 'resumed' / 'checkpoints'))
-    final = {train_optimizer._dotted(path): leaf for tree in (resumed.params, resumed.batch_stats)
-             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    final = {
+        train_optimizer._dotted(path): leaf
+        for tree in (resumed.params, resumed.batch_stats)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
     assert set(final) == set(loaded)
     for key, value in final.items():
         np.testing.assert_array_equal(np.asarray(loaded[key].get_value()), np.asarray(value), err_msg=key)
@@ -326,8 +364,9 @@ def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pa
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     config = small_config(num_train_steps=8, checkpoint_after=2, log_after=100)
-    with pytest.raises(errors.NonFiniteLossError,
-                       match=r'non-finite loss at iteration 4.*last good checkpoint is iteration 2'):
+    with pytest.raises(
+        errors.NonFiniteLossError, match=r'non-finite loss at iteration 4.*last good checkpoint is iteration 2'
+    ):
         train_loop.train_and_evaluate(config, tmp_path, train_data=synthetic_data(nan_at=3), evaluate_fn=None)
     steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
     assert steps == [2]
@@ -335,7 +374,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(np.asarray(v.get_value())).all() for v in variables.variables(model).values())
 
 
-SHARDED_SCRIPT = textwrap.dedent('''
+SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
 
@@ -365,16 +404,18 @@ SHARDED_SCRIPT = textwrap.dedent('''
         results[devices] = {{'losses': losses,
                              'bn_mean': np.asarray(state.batch_stats['model'][0][1]['mean'][...]).tolist()}}
     print(json.dumps(results))
-''')
+""")
 
 
 def test_step_sharded_over_four_cpu_devices_matches_one_device():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
     script = SHARDED_SCRIPT.format(tests=str(PROJECT_ROOT / 'tests'))
-    result = subprocess.run([sys.executable, '-c', script], env=env, cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, '-c', script], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     import json
+
     results = json.loads(result.stdout.strip().splitlines()[-1])
     one, four = results['1'], results['4']
     # Same maths, different reduction order across devices: float32 rounding only. The first loss is

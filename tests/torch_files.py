@@ -3,16 +3,20 @@
 A tiny pickle assembler producing exactly the opcodes torch writes, plus both containers (legacy and
 zip). Tests use it to build small, broken or malicious checkpoints.
 """
+
 import pickle
 import struct
 import zipfile
 
 import numpy as np
 
-MAGIC = 0x1950a86a20f9469cfc6c
+MAGIC = 0x1950A86A20F9469CFC6C
 
-_STORAGE_TYPES = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.int64): 'LongStorage',
-                  np.dtype(np.float64): 'DoubleStorage'}
+_STORAGE_TYPES = {
+    np.dtype(np.float32): 'FloatStorage',
+    np.dtype(np.int64): 'LongStorage',
+    np.dtype(np.float64): 'DoubleStorage',
+}
 
 
 def g(module, name):
@@ -37,8 +41,15 @@ def dict_of(items):
 def tensor(storage_type, key, numel, offset, size, stride):
     """Exactly what torch writes for a tensor: _rebuild_tensor_v2 on a persistent storage id."""
     pid = b'(' + obj('storage') + g('torch', storage_type) + obj(key) + obj('cpu') + obj(numel) + b't'
-    return call(g('torch._utils', '_rebuild_tensor_v2'), pid + b'Q', obj(offset), obj(tuple(size)),
-                obj(tuple(stride)), obj(False), call(g('collections', 'OrderedDict')))
+    return call(
+        g('torch._utils', '_rebuild_tensor_v2'),
+        pid + b'Q',
+        obj(offset),
+        obj(tuple(size)),
+        obj(tuple(stride)),
+        obj(False),
+        call(g('collections', 'OrderedDict')),
+    )
 
 
 def program(body):
@@ -47,8 +58,7 @@ def program(body):
 
 def legacy_file(path, body, storages, keys=None):
     """torch's legacy container: magic, version, sys info, object, key list, raw storages."""
-    sys_info = {'protocol_version': 1001, 'little_endian': True,
-                'type_sizes': {'short': 2, 'int': 4, 'long': 4}}
+    sys_info = {'protocol_version': 1001, 'little_endian': True, 'type_sizes': {'short': 2, 'int': 4, 'long': 4}}
     data = b''.join(pickle.dumps(v, protocol=2) for v in (MAGIC, 1001, sys_info))
     data += program(body) + pickle.dumps(list(storages) if keys is None else keys, protocol=2)
     for array in storages.values():
@@ -72,7 +82,7 @@ def state_dict_file(path, arrays, *, container='zip', wrap=True):
     """A torch checkpoint holding ``{'state_dict': arrays}`` (or the bare dict), contiguous tensors."""
     storages, items = {}, []
     for i, (name, array) in enumerate(arrays.items()):
-        array = np.array(array, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
+        array = np.array(array, order='C')  # (ascontiguousarray would turn 0-d into 1-d)
         key = str(i)
         storages[key] = array.reshape(-1)
         strides = tuple(s // array.itemsize for s in array.strides)

@@ -5,6 +5,7 @@ The exported graph takes ``data``, NCHW float32 (N, 3, H, W) normalised like the
 as the original ``scripts/convert_to_onnx.py`` names them, so existing consumers work unchanged.
 BatchNorm is folded into the preceding convolutions before export (the original's exporter did the same).
 """
+
 from __future__ import annotations
 
 import os
@@ -64,17 +65,24 @@ def nchw_forward(model: PoseNet):
 
     def forward(x):
         return tuple(t for pair in nchw(x) for t in pair)
+
     return forward
 
 
 def to_onnx_model(model: PoseNet, input_size=(256, 456), *, dynamic: bool = True):
     """ONNX ModelProto of the BN-folded model. ``dynamic``: symbolic batch, height and width."""
     from jax2onnx import to_onnx  # the [export] extra; loading a model needs only jax
+
     folded = fold_batchnorm(model).set_training(False)
     shape = ('N', 3, 'H', 'W') if dynamic else (1, 3, *input_size)
     names = output_names(1 + model.num_refinement_stages)
-    return to_onnx(nchw_forward(folded), inputs=[shape], model_name='lightweight_openpose',
-                   input_names=['data'], output_names=names)
+    return to_onnx(
+        nchw_forward(folded),
+        inputs=[shape],
+        model_name='lightweight_openpose',
+        input_names=['data'],
+        output_names=names,
+    )
 
 
 def export_onnx(model: PoseNet, path, input_size=(256, 456), *, dynamic: bool = True) -> pathlib.Path:
@@ -91,6 +99,7 @@ def export_openvino(onnx_path, output_dir, input_size=None) -> pathlib.Path:
     ``input_size`` (H, W) fixes the spatial shape (the batch stays dynamic); None keeps it dynamic.
     """
     import openvino as ov  # the [openvino] extra
+
     onnx_path = pathlib.Path(onnx_path)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ The cache is keyed by file name: an overridden URL does not invalidate a file al
 This module imports only the standard library and tqdm at import time; JAX is loaded by
 :func:`converted_model` only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,20 +53,23 @@ class KnownModel:
     description: str
 
 
-KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in (
-    KnownModel(
-        name='coco-370k',
-        # The address given in the original README, section "Pre-trained model".
-        url='https://download.01.org/opencv/openvino_training_extensions/models/human_pose_estimation/'
+KNOWN_MODELS: dict[str, KnownModel] = {
+    m.name: m
+    for m in (
+        KnownModel(
+            name='coco-370k',
+            # The address given in the original README, section "Pre-trained model".
+            url='https://download.01.org/opencv/openvino_training_extensions/models/human_pose_estimation/'
             'checkpoint_iter_370000.pth',
-        file_name='checkpoint_iter_370000.pth',
-        sha256=None,
-        approx_size='~50 MB (weights plus Adam state, as in a checkpoint of the same format)',
-        num_refinement_stages=1,
-        description='published COCO checkpoint after 370k iterations, 1 refinement stage; '
-                    'the original reports 40% AP on COCO val2017',
-    ),
-)}
+            file_name='checkpoint_iter_370000.pth',
+            sha256=None,
+            approx_size='~50 MB (weights plus Adam state, as in a checkpoint of the same format)',
+            num_refinement_stages=1,
+            description='published COCO checkpoint after 370k iterations, 1 refinement stage; '
+            'the original reports 40% AP on COCO val2017',
+        ),
+    )
+}
 
 
 def _env_suffix(name: str) -> str:
@@ -90,8 +94,9 @@ def known_model(name: str) -> KnownModel:
     try:
         return KNOWN_MODELS[name]
     except KeyError:
-        raise ModelFileError(f'{name}: file not found (and not a published model; published models by name: '
-                             f'{known_names_text()})') from None
+        raise ModelFileError(
+            f'{name}: file not found (and not a published model; published models by name: {known_names_text()})'
+        ) from None
 
 
 def downloads_dir() -> pathlib.Path:
@@ -103,6 +108,7 @@ def models_dir() -> pathlib.Path:
 
 
 # --- downloading -------------------------------------------------------------------------------------
+
 
 def _one_line(text) -> str:
     return ' '.join(str(text).split())
@@ -132,8 +138,9 @@ def _copy_with_progress(response, out, expected: int | None, label: str, progres
     """Copies the body in chunks; returns (byte count, sha256 hex)."""
     digest = hashlib.sha256()
     received = 0
-    with tqdm(total=expected, unit='B', unit_scale=True, unit_divisor=1024, desc=label,
-              disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=expected, unit='B', unit_scale=True, unit_divisor=1024, desc=label, disable=not progress, leave=False
+    ) as bar:
         while chunk := response.read(CHUNK_BYTES):
             out.write(chunk)
             digest.update(chunk)
@@ -158,12 +165,14 @@ def _fetch_into(url: str, out, label: str, sha256: str | None, progress: bool, t
     if expected is not None and received != expected:
         raise FetchError(url, f'connection closed after {received} of {expected} bytes')
     if sha256 and actual_sha256 != sha256.lower():
-        raise FetchError(url, f'sha256 mismatch: expected {sha256.lower()}, got {actual_sha256}; '
-                              'the file was discarded')
+        raise FetchError(
+            url, f'sha256 mismatch: expected {sha256.lower()}, got {actual_sha256}; the file was discarded'
+        )
 
 
-def download(url: str, destination, *, sha256: str | None = None, progress: bool = True,
-             timeout: float = DEFAULT_TIMEOUT_S) -> pathlib.Path:
+def download(
+    url: str, destination, *, sha256: str | None = None, progress: bool = True, timeout: float = DEFAULT_TIMEOUT_S
+) -> pathlib.Path:
     """Downloads ``url`` to ``destination`` atomically; returns the destination.
 
     The file appears at ``destination`` only complete (Content-Length bytes when the server sends it)
@@ -189,8 +198,15 @@ def download(url: str, destination, *, sha256: str | None = None, progress: bool
 
 # --- names to files ----------------------------------------------------------------------------------
 
-def fetch_model(name: str, *, url: str | None = None, sha256: str | None = None, progress: bool = True,
-                timeout: float = DEFAULT_TIMEOUT_S) -> pathlib.Path:
+
+def fetch_model(
+    name: str,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> pathlib.Path:
     """Path of the known model's file in the cache, downloaded first if it is not there yet."""
     model = known_model(name)
     destination = downloads_dir() / model.file_name
@@ -198,15 +214,20 @@ def fetch_model(name: str, *, url: str | None = None, sha256: str | None = None,
         return destination
     url = url or model_url(name)
     try:
-        return download(url, destination, sha256=sha256 or model_sha256(name), progress=progress,
-                        timeout=timeout)
+        return download(url, destination, sha256=sha256 or model_sha256(name), progress=progress, timeout=timeout)
     except FetchError as exc:
         hint = f'download {model.file_name} yourself and pass --checkpoint-path /path/to/{model.file_name}'
         raise FetchError(url, exc.reason, f'cannot download {name} from {url} ({exc.reason}); {hint}') from exc
 
 
-def resolve_checkpoint(name_or_path, *, url: str | None = None, sha256: str | None = None,
-                       progress: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> pathlib.Path:
+def resolve_checkpoint(
+    name_or_path,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> pathlib.Path:
     """An existing file or folder as is; a known model name as its cached download (fetched if needed).
 
     Raises ModelFileError (listing the known names) for anything else, FetchError when offline.
@@ -219,6 +240,7 @@ def resolve_checkpoint(name_or_path, *, url: str | None = None, sha256: str | No
 
 def _is_complete_orbax(directory: pathlib.Path) -> bool:
     from lwop_jax.checkpoints import orbax_io  # needs jax and orbax: the [jax] extra
+
     try:
         orbax_io.read_orbax_meta(directory)
         return True
@@ -226,10 +248,17 @@ def _is_complete_orbax(directory: pathlib.Path) -> bool:
         return False
 
 
-def converted_model(name: str, *, url: str | None = None, sha256: str | None = None, progress: bool = True,
-                    timeout: float = DEFAULT_TIMEOUT_S) -> pathlib.Path:
+def converted_model(
+    name: str,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> pathlib.Path:
     """Orbax folder of the known model, converted from its download the first time and reused after."""
     from lwop_jax.checkpoints import orbax_io  # needs jax and orbax: the [jax] extra
+
     known_model(name)
     target = models_dir() / name
     if _is_complete_orbax(target):

@@ -5,6 +5,7 @@ statistics) and ``meta`` (JSON: architecture and provenance). A CheckpointManage
 folders, as training writes) is accepted too; its latest step is used. :func:`load_any` also takes a
 torch checkpoint file.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ FORMAT_VERSION = 1
 
 
 def model_meta(model: PoseNet, **extra) -> dict:
-    return {'format': FORMAT_NAME, 'version': FORMAT_VERSION,
-            'num_refinement_stages': model.num_refinement_stages, **model_size(model), **extra}
+    return {
+        'format': FORMAT_NAME,
+        'version': FORMAT_VERSION,
+        'num_refinement_stages': model.num_refinement_stages,
+        **model_size(model),
+        **extra,
+    }
 
 
 def _composite_checkpointer():
@@ -37,8 +43,11 @@ def save_model(model: PoseNet, directory, **meta) -> pathlib.Path:
     directory = pathlib.Path(directory).absolute()
     state = nnx.to_pure_dict(nnx.state(model))
     with _composite_checkpointer() as checkpointer:
-        checkpointer.save(directory, ocp.args.Composite(
-            model=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(model_meta(model, **meta))), force=True)
+        checkpointer.save(
+            directory,
+            ocp.args.Composite(model=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(model_meta(model, **meta))),
+            force=True,
+        )
     return directory
 
 
@@ -47,8 +56,7 @@ def resolve_orbax_dir(path) -> pathlib.Path:
     path = pathlib.Path(path)
     if (path / 'meta').exists() and (path / 'model').exists():
         return path
-    steps = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and p.name.isdigit()) \
-        if path.is_dir() else []
+    steps = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and p.name.isdigit()) if path.is_dir() else []
     for _, step_dir in reversed(steps):
         if (step_dir / 'meta').exists() and (step_dir / 'model').exists():
             return step_dir

@@ -18,6 +18,7 @@ Both serializations of ``torch.save`` are read:
 Returned arrays are views into their storage buffers, exactly as torch tensors share their
 storages: two tensors saved from one storage share memory here too.
 """
+
 import collections
 import collections.abc
 import os
@@ -36,7 +37,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ['load_torch_file', 'read_state_dict']
 
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
 
@@ -52,20 +53,45 @@ def _dtype(name):
 
 # torch's typed storage classes (pickled as `torch.<Name>`) and the element type each holds.
 _STORAGE_DTYPES = {
-    'FloatStorage': 'float32', 'DoubleStorage': 'float64', 'HalfStorage': 'float16',
-    'BFloat16Storage': 'bfloat16', 'LongStorage': 'int64', 'IntStorage': 'int32',
-    'ShortStorage': 'int16', 'CharStorage': 'int8', 'ByteStorage': 'uint8', 'BoolStorage': 'bool',
-    'ComplexFloatStorage': 'complex64', 'ComplexDoubleStorage': 'complex128',
+    'FloatStorage': 'float32',
+    'DoubleStorage': 'float64',
+    'HalfStorage': 'float16',
+    'BFloat16Storage': 'bfloat16',
+    'LongStorage': 'int64',
+    'IntStorage': 'int32',
+    'ShortStorage': 'int16',
+    'CharStorage': 'int8',
+    'ByteStorage': 'uint8',
+    'BoolStorage': 'bool',
+    'ComplexFloatStorage': 'complex64',
+    'ComplexDoubleStorage': 'complex128',
 }
 # dtype objects (pickled as `torch.<name>`); only _rebuild_tensor_v3 uses them, for the dtypes
 # that have no typed storage class (uint16/32/64, float8), together with an UntypedStorage.
-_TORCH_DTYPES = ('float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8',
-                 'uint8', 'bool', 'complex64', 'complex128', 'uint16', 'uint32', 'uint64',
-                 'float8_e4m3fn', 'float8_e5m2')
+_TORCH_DTYPES = (
+    'float32',
+    'float64',
+    'float16',
+    'bfloat16',
+    'int64',
+    'int32',
+    'int16',
+    'int8',
+    'uint8',
+    'bool',
+    'complex64',
+    'complex128',
+    'uint16',
+    'uint32',
+    'uint64',
+    'float8_e4m3fn',
+    'float8_e5m2',
+)
 
 
 class _StorageType:
     """Stand-in for a torch storage class: it only names an element type and cannot be called."""
+
     __slots__ = ('name', 'dtype')
 
     def __init__(self, name, dtype):
@@ -74,6 +100,7 @@ class _StorageType:
 
 class _TorchDType:
     """Stand-in for a torch dtype object such as torch.uint16."""
+
     __slots__ = ('name',)
 
     def __init__(self, name):
@@ -82,6 +109,7 @@ class _TorchDType:
 
 class _Storage:
     """The bytes of one storage; ``raw`` is filled in place later for the legacy format."""
+
     __slots__ = ('dtype', 'numel', 'raw', 'filled')
 
     def __init__(self, dtype, numel):
@@ -113,11 +141,9 @@ def _view(storage, storage_offset, size, stride, dtype):
     if 0 not in size:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= flat.size:
-            raise _Bad(f'tensor of size {size} at offset {offset} overruns its storage '
-                       f'of {flat.size} elements')
-    base = flat[min(offset, flat.size):]
-    return np.lib.stride_tricks.as_strided(
-        base, shape=size, strides=tuple(s * dtype.itemsize for s in stride))
+            raise _Bad(f'tensor of size {size} at offset {offset} overruns its storage of {flat.size} elements')
+    base = flat[min(offset, flat.size) :]
+    return np.lib.stride_tricks.as_strided(base, shape=size, strides=tuple(s * dtype.itemsize for s in stride))
 
 
 # Stand-ins for torch's rebuild functions, same signatures; requires_grad, hooks and metadata
@@ -126,13 +152,11 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
     return _view(storage, storage_offset, size, stride, getattr(storage, 'dtype', None))
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     return _view(storage, storage_offset, size, stride, getattr(storage, 'dtype', None))
 
 
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
-                       dtype, metadata=None):
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
     if not isinstance(dtype, _TorchDType):
         raise _Bad('_rebuild_tensor_v3 without a dtype')
     np_dtype = _dtype(dtype.name)
@@ -157,8 +181,7 @@ _ALLOWED = {
     ('torch.storage', 'UntypedStorage'): _StorageType('UntypedStorage', np.dtype(np.uint8)),
 }
 _ALLOWED.update({('torch', name): _TorchDType(name) for name in _TORCH_DTYPES})
-_ALLOWED.update({('torch', name): _StorageType(name, _dtype(dt))
-                 for name, dt in _STORAGE_DTYPES.items()})
+_ALLOWED.update({('torch', name): _StorageType(name, _dtype(dt)) for name, dt in _STORAGE_DTYPES.items()})
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -175,8 +198,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         except KeyError:
             pass
-        raise _Bad(f'refused to load: the pickle references {module}.{name}, '
-                   'which is not on the allow-list of a weights file')
+        raise _Bad(
+            f'refused to load: the pickle references {module}.{name}, which is not on the allow-list of a weights file'
+        )
 
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel[, view_metadata]); others are refused
@@ -189,8 +213,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if storage_type.dtype is None:
             raise _Bad(f'{storage_type.name} tensors need the ml_dtypes package')
         key = key.decode('ascii') if isinstance(key, bytes) else str(key)
-        return self._get_storage(storage_type.dtype, key, _index(numel, 'storage size'),
-                                 pid[5] if len(pid) == 6 else None)
+        return self._get_storage(
+            storage_type.dtype, key, _index(numel, 'storage size'), pid[5] if len(pid) == 6 else None
+        )
 
 
 def _check_little_endian(little):
@@ -223,7 +248,7 @@ def _load_legacy(f, file_size):
 
     magic = load()
     if type(magic) is not int or magic != _LEGACY_MAGIC:
-        raise _Bad('not a PyTorch checkpoint (a pickle, but not torch\'s legacy format)')
+        raise _Bad("not a PyTorch checkpoint (a pickle, but not torch's legacy format)")
     version = load()
     if type(version) is not int or version != _LEGACY_PROTOCOL:
         raise _Bad(f'unsupported legacy protocol version {str(version)[:20]}')
@@ -256,12 +281,13 @@ def _load_legacy(f, file_size):
 
 class _StorageView(_Storage):
     """A legacy storage view: shares the root's buffer from an element offset on."""
+
     __slots__ = ()
 
     def __init__(self, root, offset, size):
         self.dtype, self.numel, self.filled = root.dtype, size, True
         start = offset * root.dtype.itemsize
-        self.raw = root.raw[start:start + size * root.dtype.itemsize]
+        self.raw = root.raw[start : start + size * root.dtype.itemsize]
 
 
 def _load_zip(f, file_size):
@@ -269,7 +295,7 @@ def _load_zip(f, file_size):
         pkl_names = [n for n in zf.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
         if len(pkl_names) != 1:
             raise _Bad('not a PyTorch checkpoint (a zip file without a single <top>/data.pkl)')
-        top = pkl_names[0][:-len('data.pkl')]
+        top = pkl_names[0][: -len('data.pkl')]
         if top + 'byteorder' in zf.namelist():
             _check_little_endian(zf.read(top + 'byteorder').strip() == b'little')
         storages = {}
@@ -280,7 +306,8 @@ def _load_zip(f, file_size):
             if key not in storages:
                 info = zf.getinfo(f'{top}data/{key}')  # KeyError when missing
                 if info.file_size < numel * dtype.itemsize or (
-                        info.compress_type == zipfile.ZIP_STORED and info.file_size > file_size):
+                    info.compress_type == zipfile.ZIP_STORED and info.file_size > file_size
+                ):
                     raise _Bad(f'truncated or corrupt (bad size of storage {key})')
                 storage = _Storage(dtype, numel)
                 with zf.open(info) as member:
@@ -325,8 +352,7 @@ def load_torch_file(path):
     except PermissionError:
         raise ModelFileError(f'{name}: permission denied') from None
     except Exception as e:
-        raise ModelFileError(f'{name}: truncated or corrupt ({type(e).__name__}: {e})'
-                              .replace('\n', ' ')) from e
+        raise ModelFileError(f'{name}: truncated or corrupt ({type(e).__name__}: {e})'.replace('\n', ' ')) from e
 
 
 def read_state_dict(path):
@@ -341,14 +367,14 @@ def read_state_dict(path):
     if state is None:
         state = obj
     if not isinstance(state, collections.abc.Mapping) or not state:
-        raise ModelFileError(f'{name}: no state_dict / not a weights file '
-                              f'(found {type(state).__name__})')
+        raise ModelFileError(f'{name}: no state_dict / not a weights file (found {type(state).__name__})')
     weights = {}
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, np.ndarray):
-            raise ModelFileError(f'{name}: no state_dict / not a weights file (entry {key!r} '
-                                  f'is a {type(value).__name__}, not a tensor)')
-        short = key[len('module.'):] if key.startswith('module.') else key  # DataParallel
+            raise ModelFileError(
+                f'{name}: no state_dict / not a weights file (entry {key!r} is a {type(value).__name__}, not a tensor)'
+            )
+        short = key[len('module.') :] if key.startswith('module.') else key  # DataParallel
         if short in weights:
             raise ModelFileError(f'{name}: state_dict has {short!r} twice after removing module.')
         weights[short] = value

@@ -5,6 +5,7 @@ component only (see ``_TORCH_LEAF``). Every load is strict: any missing, unexpec
 raises :class:`~lwop_jax.errors.ModelFileError` listing them (the original only printed a warning and kept
 random weights). Files are read by :mod:`lwop_jax.checkpoints.torch_file`, without torch.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,8 +53,9 @@ def _torch_names(model: PoseNet) -> dict[str, tuple[str, bool]]:
     return names
 
 
-def torch_to_nnx(state_dict: dict[str, np.ndarray], model: PoseNet, source: str,
-                 *, prefix_filter: str | None = None) -> dict[str, np.ndarray]:
+def torch_to_nnx(
+    state_dict: dict[str, np.ndarray], model: PoseNet, source: str, *, prefix_filter: str | None = None
+) -> dict[str, np.ndarray]:
     """Renames torch keys to NNX keys and transposes conv kernels; unknown keys raise ModelFileError."""
     names = _torch_names(model)
     out, unexpected, misshaped = {}, [], []
@@ -94,8 +96,10 @@ def model_from_torch(path, *, num_refinement_stages: int | None = None, dtype=No
     """
     state_dict = torch_file.read_state_dict(path)
     if not any(k.startswith('initial_stage.') for k in state_dict):
-        raise ModelFileError(f'{path}: not a Lightweight OpenPose checkpoint (no initial_stage.* tensors; '
-                           'for MobileNet ImageNet weights use --from-mobilenet)')
+        raise ModelFileError(
+            f'{path}: not a Lightweight OpenPose checkpoint (no initial_stage.* tensors; '
+            'for MobileNet ImageNet weights use --from-mobilenet)'
+        )
     available = num_refinement_stages_of(state_dict)
     k = available if num_refinement_stages is None else num_refinement_stages
     if k > available:
@@ -115,8 +119,9 @@ def init_backbone_from_mobilenet(model: PoseNet, path) -> str:
     """
     state_dict = torch_file.read_state_dict(path)
     depth = model.backbone_depth
-    backbone = {k: v for k, v in state_dict.items()
-                if (m := re.match(r'model\.(\d+)\.', k)) and int(m.group(1)) < depth}
+    backbone = {
+        k: v for k, v in state_dict.items() if (m := re.match(r'model\.(\d+)\.', k)) and int(m.group(1)) < depth
+    }
     if not backbone:
         raise ModelFileError(f'{path}: no MobileNet backbone tensors (model.N.*) in this file')
     arrays = torch_to_nnx(backbone, model, str(path))
@@ -126,5 +131,7 @@ def init_backbone_from_mobilenet(model: PoseNet, path) -> str:
         raise ModelFileError(format_problems(str(path), {'missing backbone tensors': missing}))
     assign(model, arrays, str(path), strict=False)
     ignored = sorted({'.'.join(k.split('.')[:2]) for k in state_dict if k not in backbone})
-    return (f'initialised {len(arrays)} backbone tensors (model.0-model.{depth - 1}) from {path}; '
-            f'ignored {", ".join(ignored)}; the CPM and all stages keep their initialisation')
+    return (
+        f'initialised {len(arrays)} backbone tensors (model.0-model.{depth - 1}) from {path}; '
+        f'ignored {", ".join(ignored)}; the CPM and all stages keep their initialisation'
+    )

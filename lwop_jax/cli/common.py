@@ -6,6 +6,7 @@ A command module (``lwop_jax/cli/<verb>.py``) defines ``DESCRIPTION``, ``add_arg
 parser as a subcommand. Only the standard library and tqdm are imported here, and no command module imports
 jax or tensorflow at its top: ``--help`` of any command stays fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,27 +24,39 @@ from lwop_jax.errors import LwopError
 BACKEND_NAMES = ('jax', 'onnxruntime', 'openvino')
 
 
-def add_model_source_arguments(parser: argparse.ArgumentParser, *, default: str | None = None,
-                               required: bool = False) -> None:
+def add_model_source_arguments(
+    parser: argparse.ArgumentParser, *, default: str | None = None, required: bool = False
+) -> None:
     """--checkpoint-path, --backend, --threads, --num-refinement-stages: where the model comes from and
     what runs it (infer, evaluate)."""
-    default_note = f' (default {default}: the original\'s checkpoint, downloaded and cached once)' if default else ''
-    parser.add_argument('--checkpoint-path', default=default, required=required,
-                        help='model: .onnx, OpenVINO .xml, torch .pth, orbax folder, or a published model by '
-                             f'name{default_note}')
+    default_note = f" (default {default}: the original's checkpoint, downloaded and cached once)" if default else ''
+    parser.add_argument(
+        '--checkpoint-path',
+        default=default,
+        required=required,
+        help=f'model: .onnx, OpenVINO .xml, torch .pth, orbax folder, or a published model by name{default_note}',
+    )
     parser.add_argument('--backend', choices=BACKEND_NAMES, help='runtime (default: by model file type)')
     parser.add_argument('--threads', type=int, help='CPU threads of onnxruntime / openvino (default: theirs)')
-    parser.add_argument('--num-refinement-stages', type=int,
-                        help='keep this many refinement stages of a .pth or orbax model (default: all)')
+    parser.add_argument(
+        '--num-refinement-stages',
+        type=int,
+        help='keep this many refinement stages of a .pth or orbax model (default: all)',
+    )
 
 
 def add_verbosity_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('-v', '--verbose', action='store_true',
-                        help='also print informational logs (configuration, library start-up messages)')
+    parser.add_argument(
+        '-v',
+        '--verbose',
+        action='store_true',
+        help='also print informational logs (configuration, library start-up messages)',
+    )
 
 
-def make_parser(command: ModuleType, prog: str | None = None,
-                parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def make_parser(
+    command: ModuleType, prog: str | None = None, parser: argparse.ArgumentParser | None = None
+) -> argparse.ArgumentParser:
     """The argument parser of a command module (a new one, or ``parser`` filled in)."""
     parser = parser or argparse.ArgumentParser(prog=prog)
     parser.description = command.DESCRIPTION
@@ -63,9 +76,9 @@ def set_verbosity(verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('lwop_jax').setLevel(level)
     if not verbose:
-        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')      # TensorFlow / XLA C++ logs
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # TensorFlow / XLA C++ logs
         os.environ.setdefault('GRPC_VERBOSITY', 'ERROR')
-        os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')   # AV_LOG_QUIET; bad files are reported by us
+        os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')  # AV_LOG_QUIET; bad files are reported by us
     for name in ('absl', 'jax', 'orbax', 'tensorflow'):
         logging.getLogger(name).setLevel(level)
 
@@ -95,6 +108,7 @@ def start_tensorflow_quietly(verbose: bool) -> None:
     try:
         with contextlib.nullcontext() if verbose else stderr_silenced():
             import tensorflow as tf  # the [train] extra; only training and the demo start it
+
             tf.config.set_visible_devices([], 'GPU')
     except ImportError:
         return

@@ -1,4 +1,5 @@
 """``lwop convert`` / ``convert_torch_weights.py``: a checkpoint to lwop_jax (orbax), ONNX and OpenVINO IR."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--output', help='folder for the orbax checkpoint (required for torch inputs)')
     parser.add_argument('--onnx', help='also export ONNX to this file')
     parser.add_argument('--openvino', help='also export OpenVINO IR into this folder (needs --onnx)')
-    parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
-                        help='fix the exported input size (default: dynamic batch, height and width)')
-    parser.add_argument('--num-refinement-stages', type=int, default=None,
-                        help='keep this many refinement stages (default: all in the file)')
-    parser.add_argument('--from-mobilenet', action='store_true',
-                        help='the checkpoint is MobileNet-v1 ImageNet weights: initialise the backbone only')
+    parser.add_argument(
+        '--input-size',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        default=None,
+        help='fix the exported input size (default: dynamic batch, height and width)',
+    )
+    parser.add_argument(
+        '--num-refinement-stages',
+        type=int,
+        default=None,
+        help='keep this many refinement stages (default: all in the file)',
+    )
+    parser.add_argument(
+        '--from-mobilenet',
+        action='store_true',
+        help='the checkpoint is MobileNet-v1 ImageNet weights: initialise the backbone only',
+    )
     parser.add_argument('--seed', type=int, default=0, help='initialisation seed for --from-mobilenet')
 
 
@@ -45,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
     # jax, flax, orbax and jax2onnx (the [export] extra) load only when a conversion runs, not for --help.
     from lwop_jax.checkpoints import export, orbax_io, torch_names
     from lwop_jax.model.variables import model_summary
+
     if args.from_mobilenet:
         from flax import nnx  # the [jax] extra, as above
 
         from lwop_jax.model.posenet import PoseNet
+
         model = PoseNet(num_refinement_stages=args.num_refinement_stages or 1, rngs=nnx.Rngs(args.seed))
         print(torch_names.init_backbone_from_mobilenet(model, args.checkpoint))
         model.set_training(False)

@@ -1,4 +1,5 @@
 """``lwop demo``: the offline end-to-end demo (synthetic data, training, AP, ONNX, infer)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,21 @@ default fits in 10 minutes on 2 CPU cores. --quick is the short smoke version (C
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('runs/demo'), help='output folder')
-    parser.add_argument('--time-budget', type=float,
-                        help='seconds of training, compilation included (default: the demo config\'s, '
-                             'so that the whole demo fits in 10 minutes on 2 CPU cores)')
-    parser.add_argument('--quick', action='store_true',
-                        help='the short CI version: same stages, tiny data sets, a few iterations')
+    parser.add_argument(
+        '--time-budget',
+        type=float,
+        help="seconds of training, compilation included (default: the demo config's, "
+        'so that the whole demo fits in 10 minutes on 2 CPU cores)',
+    )
+    parser.add_argument(
+        '--quick', action='store_true', help='the short CI version: same stages, tiny data sets, a few iterations'
+    )
     parser.add_argument('--seed', type=int, default=0, help='data sets, initialisation and data order')
-    parser.add_argument('--figure', type=pathlib.Path,
-                        help='also save the result picture here (<= 640 px wide JPEG), e.g. docs/demo_result.jpg')
+    parser.add_argument(
+        '--figure',
+        type=pathlib.Path,
+        help='also save the result picture here (<= 640 px wide JPEG), e.g. docs/demo_result.jpg',
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -37,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     host_heap.keep_freed_memory()
     common.start_tensorflow_quietly(args.verbose)
     from lwop_jax.demo.run import run_demo  # jax, tensorflow (the [train] extra): not for --help
+
     run_demo(args.out, quick=args.quick, time_budget=args.time_budget, seed=args.seed, figure=args.figure)
     return 0
 

@@ -1,4 +1,5 @@
 """``lwop evaluate`` / ``evaluate.py``: COCO keypoint AP of a model, the original val.py on any backend."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--labels', required=True, help='COCO person keypoints annotation JSON')
     parser.add_argument('--images-folder', help='folder with the images the labels name')
     common.add_model_source_arguments(parser)
-    parser.add_argument('--make-subset', type=int, metavar='N',
-                        help='only write a random N-image subset of --labels to --output-name and exit '
-                             '(the original make_val_subset.py); --seed picks the images')
+    parser.add_argument(
+        '--make-subset',
+        type=int,
+        metavar='N',
+        help='only write a random N-image subset of --labels to --output-name and exit '
+        '(the original make_val_subset.py); --seed picks the images',
+    )
     parser.add_argument('--seed', type=int, default=0, help='seed for --make-subset')
     parser.add_argument('--output-name', default='detections.json', help='detections JSON (default %(default)s)')
     parser.add_argument('--stats-json', help='also write the 10 stats and the run settings to this JSON')
-    parser.add_argument('--multiscale', action='store_true',
-                        help=f'average the maps over scales {list(coco_eval.MULTISCALE)}')
+    parser.add_argument(
+        '--multiscale', action='store_true', help=f'average the maps over scales {list(coco_eval.MULTISCALE)}'
+    )
     parser.add_argument('--flip', action='store_true', help='also run the mirrored image and average (TTA)')
-    parser.add_argument('--ground-truth-ceiling', action='store_true',
-                        help='also report the AP of perfect stride-8 maps on the same images (the ground truth '
-                             'rendered as training targets and decoded): what the stride, decoder and OKS leave')
+    parser.add_argument(
+        '--ground-truth-ceiling',
+        action='store_true',
+        help='also report the AP of perfect stride-8 maps on the same images (the ground truth '
+        'rendered as training targets and decoded): what the stride, decoder and OKS leave',
+    )
     parser.add_argument('--visualize', metavar='DIR', help='save every image with its detected poses in DIR')
     parser.add_argument('--max-images', type=int, help='evaluate only the first N images of the labels')
-    parser.add_argument('--skip-missing', action='store_true',
-                        help='evaluate the images that exist when some are missing (default: stop)')
+    parser.add_argument(
+        '--skip-missing',
+        action='store_true',
+        help='evaluate the images that exist when some are missing (default: stop)',
+    )
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -75,22 +87,45 @@ def run(args: argparse.Namespace) -> int:
     # Labels and images are checked first: opening the model may take a conversion.
     dataset = coco_eval.load_annotations(args.labels)
     coco_eval.locate_images(dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing)
-    backend = load_backend(args.checkpoint_path, args.backend, threads=args.threads,
-                           num_refinement_stages=args.num_refinement_stages)
+    backend = load_backend(
+        args.checkpoint_path, args.backend, threads=args.threads, num_refinement_stages=args.num_refinement_stages
+    )
     result = coco_eval.evaluate_backend(
-        backend, dataset, args.images_folder, scales=scales, flip=args.flip, max_images=args.max_images,
-        progress=not args.no_progress, visualize_dir=args.visualize, skip_missing=args.skip_missing)
+        backend,
+        dataset,
+        args.images_folder,
+        scales=scales,
+        flip=args.flip,
+        max_images=args.max_images,
+        progress=not args.no_progress,
+        visualize_dir=args.visualize,
+        skip_missing=args.skip_missing,
+    )
     atomic.write_json(args.output_name, result.detections)
     if args.stats_json:
-        atomic.write_json(args.stats_json, coco_eval.stats_record(
-            result, checkpoint=args.checkpoint_path, backend=backend.name, labels=args.labels,
-            scales=scales, flip=args.flip), indent=1)
-    ceiling = (coco_eval.ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids)
-               if args.ground_truth_ceiling else None)
+        atomic.write_json(
+            args.stats_json,
+            coco_eval.stats_record(
+                result,
+                checkpoint=args.checkpoint_path,
+                backend=backend.name,
+                labels=args.labels,
+                scales=scales,
+                flip=args.flip,
+            ),
+            indent=1,
+        )
+    ceiling = (
+        coco_eval.ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids)
+        if args.ground_truth_ceiling
+        else None
+    )
     print_result(result)
     if ceiling is not None:
-        print(f'ground-truth ceiling (perfect stride-8 maps, single scale, same {len(ceiling.image_ids)} images): '
-              f'AP {ceiling.stats["AP"]:.3f}, AP50 {ceiling.stats["AP50"]:.3f}, AR {ceiling.stats["AR"]:.3f}')
+        print(
+            f'ground-truth ceiling (perfect stride-8 maps, single scale, same {len(ceiling.image_ids)} images): '
+            f'AP {ceiling.stats["AP"]:.3f}, AP50 {ceiling.stats["AP50"]:.3f}, AR {ceiling.stats["AR"]:.3f}'
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
 """``lwop infer`` / ``infer.py``: people in images or a video, the original demo.py made scriptable."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--images', nargs='+', help='image files, folders or globs')
     source.add_argument('--video', help='video file or camera index')
-    parser.add_argument('--track', type=int, default=1,
-                        help='track people ids in a video (1/0); images are independent')
+    parser.add_argument(
+        '--track', type=int, default=1, help='track people ids in a video (1/0); images are independent'
+    )
     parser.add_argument('--smooth', type=int, default=1, help='smooth tracked keypoints (1/0)')
-    parser.add_argument('--cpu', action='store_true',
-                        help='accepted for compatibility; the CPU runtimes run on the CPU anyway')
+    parser.add_argument(
+        '--cpu', action='store_true', help='accepted for compatibility; the CPU runtimes run on the CPU anyway'
+    )
     parser.add_argument('--output-dir', type=pathlib.Path, help='write drawn images / annotated mp4')
     parser.add_argument('--json', type=pathlib.Path, help='write the keypoints to this JSON file')
     parser.add_argument('--show', action='store_true', help='show results in a window (Esc stops)')
@@ -43,11 +46,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     runs.quiet_opencv()
-    estimator = PoseEstimator(args.checkpoint_path, args.backend, net_height=args.height_size,
-                              threads=args.threads, track=args.video is not None and bool(args.track),
-                              smooth=bool(args.smooth), num_refinement_stages=args.num_refinement_stages)
-    payload = {'keypoint_names': keypoint_names(), 'model': args.checkpoint_path,
-               'backend': estimator.backend_name, 'height_size': args.height_size}
+    estimator = PoseEstimator(
+        args.checkpoint_path,
+        args.backend,
+        net_height=args.height_size,
+        threads=args.threads,
+        track=args.video is not None and bool(args.track),
+        smooth=bool(args.smooth),
+        num_refinement_stages=args.num_refinement_stages,
+    )
+    payload = {
+        'keypoint_names': keypoint_names(),
+        'model': args.checkpoint_path,
+        'backend': estimator.backend_name,
+        'height_size': args.height_size,
+    }
     if args.images:
         payload['images'], failed = runs.run_images(estimator, args.images, args.output_dir, args.show)
     else:

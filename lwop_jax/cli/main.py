@@ -3,6 +3,7 @@
 Each verb takes the flags of its top-level script (``lwop infer`` = ``python infer.py``); the parsers
 are built from the command modules themselves, so the two never differ.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,11 @@ COMMANDS = {
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``lwop`` parser and its subcommand parsers by name."""
-    parser = argparse.ArgumentParser(prog='lwop', description='Lightweight OpenPose in JAX: pose estimation '
-                                     'inference, COCO evaluation, training, checkpoint conversion.')
+    parser = argparse.ArgumentParser(
+        prog='lwop',
+        description='Lightweight OpenPose in JAX: pose estimation '
+        'inference, COCO evaluation, training, checkpoint conversion.',
+    )
     parser.add_argument('--version', action='version', version=f'lwop_jax {__version__}')
     verbs = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     subparsers = {}
@@ -40,5 +44,5 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         command = COMMANDS[argv[0]]
         return common.run_command(command, common.parse(command, subparsers[argv[0]], argv[1:]))
-    parser.parse_args(argv)   # --help, --version, or a usage error: argparse prints and exits
+    parser.parse_args(argv)  # --help, --version, or a usage error: argparse prints and exits
     return 2

@@ -1,4 +1,5 @@
 """``python -m lwop_jax.synthetic``: write a synthetic COCO person-keypoints data set (lwop_jax.synthetic)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from lwop_jax.errors import InputFileError
 from lwop_jax.synthetic.drawing import CLUTTER_SHAPES
 from lwop_jax.synthetic.scene import CROWD_PROBABILITY, MAX_PERSON_HEIGHT_TO_IMAGE, MIN_PERSON_HEIGHT
 
-DESCRIPTION = '''Generate a synthetic COCO person-keypoints data set.'''
+DESCRIPTION = """Generate a synthetic COCO person-keypoints data set."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,26 +24,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-people', type=int, default=4)
     parser.add_argument('--crowd-probability', type=float, default=CROWD_PROBABILITY)
     parser.add_argument('--min-person-height', type=float, default=MIN_PERSON_HEIGHT, help='pixels')
-    parser.add_argument('--max-person-height', type=float, default=MAX_PERSON_HEIGHT_TO_IMAGE,
-                        help='fraction of the image height')
+    parser.add_argument(
+        '--max-person-height', type=float, default=MAX_PERSON_HEIGHT_TO_IMAGE, help='fraction of the image height'
+    )
     parser.add_argument('--people-inside', action='store_true', help='no person cut by the image border')
-    parser.add_argument('--clutter-shapes', type=int, nargs=2, default=CLUTTER_SHAPES, metavar=('FEWEST', 'MOST'),
-                        help='random background shapes per image')
+    parser.add_argument(
+        '--clutter-shapes',
+        type=int,
+        nargs=2,
+        default=CLUTTER_SHAPES,
+        metavar=('FEWEST', 'MOST'),
+        help='random background shapes per image',
+    )
     parser.add_argument('--format', choices=('jpg', 'png'), default='jpg')
     parser.add_argument('--workers', type=int, default=1, help='rendering processes')
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        synthetic.check_options(args.format, args.max_people, tuple(args.clutter_shapes), args.min_person_height,
-                                args.max_person_height, args.height)
+        synthetic.check_options(
+            args.format,
+            args.max_people,
+            tuple(args.clutter_shapes),
+            args.min_person_height,
+            args.max_person_height,
+            args.height,
+        )
     except ValueError as exc:
         raise InputFileError(str(exc)) from None
-    path = synthetic.generate_dataset(args.out, args.num_images, args.seed, args.width, args.height, args.max_people,
-                                      args.crowd_probability, args.format, args.workers, progress=True,
-                                      min_person_height=args.min_person_height,
-                                      max_person_height=args.max_person_height, people_inside=args.people_inside,
-                                      clutter_shapes=tuple(args.clutter_shapes))
+    path = synthetic.generate_dataset(
+        args.out,
+        args.num_images,
+        args.seed,
+        args.width,
+        args.height,
+        args.max_people,
+        args.crowd_probability,
+        args.format,
+        args.workers,
+        progress=True,
+        min_person_height=args.min_person_height,
+        max_person_height=args.max_person_height,
+        people_inside=args.people_inside,
+        clutter_shapes=tuple(args.clutter_shapes),
+    )
     print(path)
     return 0
 

@@ -1,4 +1,5 @@
 """``lwop train`` / ``train.py``: trains Lightweight OpenPose as a config says; rerunning resumes."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ OVERRIDE_PREFIX = '--config.'
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--config', required=True, help='config name (e.g. tiny, coco_stage1) or file')
-    parser.add_argument('--workdir', required=True, type=pathlib.Path,
-                        help='folder for checkpoints and TensorBoard logs')
+    parser.add_argument(
+        '--workdir', required=True, type=pathlib.Path, help='folder for checkpoints and TensorBoard logs'
+    )
 
 
 def parse_extra(args: argparse.Namespace, extra: list[str]) -> None:
@@ -39,7 +41,7 @@ def parse_extra(args: argparse.Namespace, extra: list[str]) -> None:
         item = extra[index]
         if not item.startswith(OVERRIDE_PREFIX):
             raise ValueError(f'unrecognized arguments: {" ".join(extra[index:])}')
-        key, has_value, value = item[len(OVERRIDE_PREFIX):].partition('=')
+        key, has_value, value = item[len(OVERRIDE_PREFIX) :].partition('=')
         if not has_value:
             if index + 1 >= len(extra):
                 raise ValueError(f'{item}: no value')
@@ -63,8 +65,9 @@ def load_config_module(name_or_path: str):
         spec.loader.exec_module(module)
         return module
     if name_or_path not in config_names():
-        raise InputFileError(f'{name_or_path}: no such config file or shipped config '
-                             f'(shipped: {", ".join(config_names())})')
+        raise InputFileError(
+            f'{name_or_path}: no such config file or shipped config (shipped: {", ".join(config_names())})'
+        )
     return importlib.import_module(f'lwop_jax.configs.{name_or_path}')
 
 
@@ -118,9 +121,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     if args.verbose:
         print(f'config {args.config}:\n{config}')
-    host_heap.keep_freed_memory()   # before JAX starts its threads (see host_heap)
+    host_heap.keep_freed_memory()  # before JAX starts its threads (see host_heap)
     common.start_tensorflow_quietly(args.verbose)
     from lwop_jax.training import loop, recipe  # jax, tensorflow (the [train] extra): not for --help
+
     if 'stage_order' in config:
         recipe.run_recipe(config, args.workdir)
     else:

@@ -32,6 +32,7 @@ Differences from the original, all deliberate:
 
 Random draws come from a ``np.random.Generator``, in this order: scale, rotation, crop x, crop y, flip.
 """
+
 import dataclasses
 import math
 
@@ -44,6 +45,7 @@ from lwop_jax.skeleton import FLIP_KEYPOINTS
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
     """The original's transform parameters (train.py defaults)."""
+
     crop_size: int = 368
     min_scale: float = 0.5
     max_scale: float = 1.1
@@ -61,9 +63,10 @@ class AffineParams:
 
     matrix: (2, 3) float64, original image pixels -> crop pixels (``M = F @ C @ R @ S``).
     """
-    scale: float           # total scale s = scale_abs * scale_multiplier
-    degree: float          # rotation angle, cv2 convention (counter-clockwise on screen)
-    crop_offset: tuple     # (offset_left, offset_up): integer translation of CropPad
+
+    scale: float  # total scale s = scale_abs * scale_multiplier
+    degree: float  # rotation angle, cv2 convention (counter-clockwise on screen)
+    crop_offset: tuple  # (offset_left, offset_up): integer translation of CropPad
     flip: bool
     matrix: np.ndarray
 
@@ -87,10 +90,13 @@ def rotate_matrix(width, height, degree):
     center_x, center_y = width / 2, height / 2
     radians = math.radians(degree)
     alpha, beta = math.cos(radians), math.sin(radians)
-    rotation = np.array([
-        [alpha, beta, (1 - alpha) * center_x - beta * center_y],
-        [-beta, alpha, beta * center_x + (1 - alpha) * center_y],
-        [0.0, 0.0, 1.0]])
+    rotation = np.array(
+        [
+            [alpha, beta, (1 - alpha) * center_x - beta * center_y],
+            [-beta, alpha, beta * center_x + (1 - alpha) * center_y],
+            [0.0, 0.0, 1.0],
+        ]
+    )
     bound_w = int(height * abs(beta) + width * abs(alpha))
     bound_h = int(height * abs(alpha) + width * abs(beta))
     rotation[0, 2] += bound_w / 2 - center_x
@@ -190,8 +196,14 @@ def warp_image(image, matrix, out_size, pad_value=128, reduction=1):
     matrix = np.asarray(matrix, dtype=np.float64)
     if reduction != 1:
         matrix = (np.vstack([matrix, [0.0, 0.0, 1.0]]) @ decoded_pixel_matrix(reduction))[:2]
-    return cv2.warpAffine(image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(pad_value,) * 3)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (out_size, out_size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(pad_value,) * 3,
+    )
 
 
 def warp_mask(mask, matrix, out_size, pad_value=1.0):
@@ -201,14 +213,18 @@ def warp_mask(mask, matrix, out_size, pad_value=1.0):
     stores it: any blend with a masked (0) pixel becomes 0. (Warping all-ones float32 gives exactly
     1.0 in OpenCV, so unmasked areas stay 1.)
     """
-    warped = cv2.warpAffine(np.asarray(mask, dtype=np.float32), np.asarray(matrix, dtype=np.float64),
-                            (out_size, out_size), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=float(pad_value))
+    warped = cv2.warpAffine(
+        np.asarray(mask, dtype=np.float32),
+        np.asarray(matrix, dtype=np.float64),
+        (out_size, out_size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=float(pad_value),
+    )
     return warped.astype(np.uint8)
 
 
-def warp_sample(image, mask, keypoints, params, out_size, pad_value=128, mask_pad_value=1.0,
-                reduction=1):
+def warp_sample(image, mask, keypoints, params, out_size, pad_value=128, mask_pad_value=1.0, reduction=1):
     """Warp image, mask and keypoints of one sample with ``params`` (AffineParams).
 
     Args:

@@ -12,6 +12,7 @@ Reproduces, exactly, three pieces of the original code base:
 Keypoint flags after preparation: 0 = labelled but occluded (COCO v=1), 1 = visible (v=2),
 2 = absent (v=0) or, after conversion, outside the image.
 """
+
 import json
 import logging
 import os
@@ -51,8 +52,10 @@ def coco_visibility_to_flag(visibility):
 
 def prepare_keypoints(flat_keypoints):
     """COCO ``keypoints`` [x1, y1, v1, x2, ...] -> list of [x, y, flag] (coordinates untouched)."""
-    return [[flat_keypoints[i], flat_keypoints[i + 1], coco_visibility_to_flag(flat_keypoints[i + 2])]
-            for i in range(0, len(flat_keypoints) // 3 * 3, 3)]
+    return [
+        [flat_keypoints[i], flat_keypoints[i + 1], coco_visibility_to_flag(flat_keypoints[i + 2])]
+        for i in range(0, len(flat_keypoints) // 3 * 3, 3)
+    ]
 
 
 def _outside_image(x, y, width, height):
@@ -86,9 +89,11 @@ def convert_keypoints(keypoints, width, height):
 
     left, right = coco[..., COCO_LEFT_SHOULDER, :], coco[..., COCO_RIGHT_SHOULDER, :]
     neck_x, neck_y = (left[..., 0] + right[..., 0]) / 2, (left[..., 1] + right[..., 1]) / 2
-    neck_flag = np.where((left[..., 2] == FLAG_ABSENT) | (right[..., 2] == FLAG_ABSENT), FLAG_ABSENT,
-                         np.where((left[..., 2] == FLAG_VISIBLE) & (right[..., 2] == FLAG_VISIBLE),
-                                  FLAG_VISIBLE, FLAG_OCCLUDED))
+    neck_flag = np.where(
+        (left[..., 2] == FLAG_ABSENT) | (right[..., 2] == FLAG_ABSENT),
+        FLAG_ABSENT,
+        np.where((left[..., 2] == FLAG_VISIBLE) & (right[..., 2] == FLAG_VISIBLE), FLAG_VISIBLE, FLAG_OCCLUDED),
+    )
     neck_flag = np.where(_outside_image(neck_x, neck_y, width, height), FLAG_ABSENT, neck_flag)
     internal[..., NECK, 0], internal[..., NECK, 1], internal[..., NECK, 2] = neck_x, neck_y, neck_flag
     return internal
@@ -126,11 +131,15 @@ def _required_list(coco, key, where):
 def _check_person_annotation(annotation, where):
     missing = [key for key in ('keypoints', 'num_keypoints', 'bbox', 'area') if key not in annotation]
     if missing:
-        raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has no {missing}: "
-                         'expected COCO person keypoints (person_keypoints_*.json)')
+        raise InputFileError(
+            f'{where}: annotation {annotation.get("id", "?")} has no {missing}: '
+            'expected COCO person keypoints (person_keypoints_*.json)'
+        )
     if len(annotation['keypoints']) != 3 * NUM_COCO_KEYPOINTS:
-        raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has "
-                         f"{len(annotation['keypoints'])} keypoint values, expected {3 * NUM_COCO_KEYPOINTS}")
+        raise InputFileError(
+            f'{where}: annotation {annotation.get("id", "?")} has '
+            f'{len(annotation["keypoints"])} keypoint values, expected {3 * NUM_COCO_KEYPOINTS}'
+        )
 
 
 def group_annotations_per_image(coco, source=None):
@@ -150,8 +159,7 @@ def group_annotations_per_image(coco, source=None):
             raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has no 'image_id'")
         if annotation.get('iscrowd', 0):
             if 'segmentation' not in annotation:
-                raise InputFileError(f"{where}: crowd annotation {annotation.get('id', '?')} "
-                                 "has no 'segmentation'")
+                raise InputFileError(f"{where}: crowd annotation {annotation.get('id', '?')} has no 'segmentation'")
             crowd.setdefault(annotation['image_id'], []).append(annotation['segmentation'])
             continue
         _check_person_annotation(annotation, where)
@@ -241,8 +249,9 @@ def prepare_annotations(coco, net_input_size=368, source=None):
                 'keypoints': prepare_keypoints(annotation['keypoints']),
                 # The original skips others by dict equality, so an exact duplicate of the main
                 # annotation is skipped too.
-                'processed_other_annotations': [_prepare_other(other, net_input_size)
-                                                for other in persons if other != annotation],
+                'processed_other_annotations': [
+                    _prepare_other(other, net_input_size) for other in persons if other != annotation
+                ],
             }
             prepared.append(label)
             previous_mains.append((center[0], center[1], annotation['bbox'][2]))
@@ -301,20 +310,30 @@ def load_training_labels(annotations_json, images_dir, net_input_size=368):
     """
     annotations_json, images_dir = os.fspath(annotations_json), os.fspath(images_dir)
     if not os.path.isdir(images_dir):
-        raise InputFileError(f'{images_dir}: COCO images folder not found (expected e.g. '
-                             'train2017/ with the JPEG files)')
+        raise InputFileError(
+            f'{images_dir}: COCO images folder not found (expected e.g. train2017/ with the JPEG files)'
+        )
     if not os.path.isfile(annotations_json):
-        raise InputFileError(f'{annotations_json}: COCO annotation file not found (expected e.g. '
-                             'annotations/person_keypoints_train2017.json)')
+        raise InputFileError(
+            f'{annotations_json}: COCO annotation file not found (expected e.g. '
+            'annotations/person_keypoints_train2017.json)'
+        )
     labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
     if not labels:
         raise InputFileError(f'{annotations_json}: no person qualifies as a training sample')
     files = sorted({label['img_paths'] for label in labels})
     missing = [name for name in files if not os.path.isfile(os.path.join(images_dir, name))]
     if len(missing) == len(files):
-        raise InputFileError(f'{images_dir}: none of the {len(files)} images of {annotations_json} is here '
-                             f'(e.g. {missing[0]})')
+        raise InputFileError(
+            f'{images_dir}: none of the {len(files)} images of {annotations_json} is here (e.g. {missing[0]})'
+        )
     if missing:
-        logger.warning('%d of %d images of %s are missing from %s (e.g. %s); their samples will be skipped',
-                       len(missing), len(files), annotations_json, images_dir, missing[0])
+        logger.warning(
+            '%d of %d images of %s are missing from %s (e.g. %s); their samples will be skipped',
+            len(missing),
+            len(files),
+            annotations_json,
+            images_dir,
+            missing[0],
+        )
     return labels

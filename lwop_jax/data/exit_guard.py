@@ -5,6 +5,7 @@ when Python finalizes aborts the process ("terminate called without an active ex
 An ``atexit`` hook therefore switches every producer to returning empty placeholders and waits until no
 call is in flight.
 """
+
 import atexit
 import threading
 import time

@@ -30,6 +30,7 @@ buffers; a call that is in flight when Python finalizes aborts the process ("ter
 without an active exception") or hangs it. An ``atexit`` hook therefore switches every producer to
 returning empty placeholders and waits until no call is in flight (:mod:`lwop_jax.data.exit_guard`).
 """
+
 import dataclasses
 import logging
 import os
@@ -51,13 +52,18 @@ logger = logging.getLogger(__name__)
 # Seed-sequence tags keep the shuffle and the per-sample streams apart.
 _SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1
 # JPEG decoding at 1/r (libjpeg DCT scaling) and the OpenCV flag for each r.
-_REDUCED_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                         4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED_DECODE_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
     """What one sample looks like. crop_size must be a multiple of stride (maps = crop / stride)."""
+
     crop_size: int = 368
     stride: int = 8
     sigma: float = 7.0
@@ -70,8 +76,9 @@ class SampleConfig:
         if self.crop_size % self.stride:
             raise ValueError(f'crop_size {self.crop_size} is not a multiple of stride {self.stride}')
         if self.augment_config.crop_size != self.crop_size:
-            object.__setattr__(self, 'augment_config',
-                               dataclasses.replace(self.augment_config, crop_size=self.crop_size))
+            object.__setattr__(
+                self, 'augment_config', dataclasses.replace(self.augment_config, crop_size=self.crop_size)
+            )
 
     @property
     def map_size(self):
@@ -88,6 +95,7 @@ class SampleInputs:
     crowd_mask: callable () -> (H, W) float32 full-resolution mask, or None when no crowd region.
     name: what to call the sample in logs (its file).
     """
+
     label: dict
     keypoints: np.ndarray
     image_bytes: bytes
@@ -111,8 +119,9 @@ class SkippedImages:
             if name in self._names:
                 return
             self._names[name] = reason
-        logger.warning('skipping unreadable training image %s (%s); its samples fall back to the '
-                       'next readable label', name, reason)
+        logger.warning(
+            'skipping unreadable training image %s (%s); its samples fall back to the next readable label', name, reason
+        )
 
     def __contains__(self, name):
         return name in self._names
@@ -155,10 +164,13 @@ class LabelFileSource:
         segmentations = label['segmentations']
         crowd = None
         if segmentations:
+
             def crowd():
                 return crowd_mask(segmentations, label['img_height'], label['img_width'])
-        return SampleInputs(label=label, keypoints=label_keypoints(label), image_bytes=image_bytes,
-                            crowd_mask=crowd, name=path)
+
+        return SampleInputs(
+            label=label, keypoints=label_keypoints(label), image_bytes=image_bytes, crowd_mask=crowd, name=path
+        )
 
 
 # ------------------------------------------------------------------------------- one sample
@@ -181,8 +193,10 @@ def decode_image(image_bytes, width, height, reduction=1):
         raise UnreadableImage('not a decodable image')
     expected = (-(-height // reduction), -(-width // reduction))
     if image.shape[:2] != expected:
-        raise UnreadableImage(f'decoded size {image.shape[1]}x{image.shape[0]} at 1/{reduction} does '
-                              f'not match the annotated {width}x{height}')
+        raise UnreadableImage(
+            f'decoded size {image.shape[1]}x{image.shape[0]} at 1/{reduction} does '
+            f'not match the annotated {width}x{height}'
+        )
     return image
 
 
@@ -211,10 +225,12 @@ def process_sample(inputs, rng, config=SampleConfig()):
     full_mask = inputs.crowd_mask() if inputs.crowd_mask is not None else None
     keypoints = convert_keypoints(inputs.keypoints, width, height)
     aug = config.augment_config
-    crop, crop_mask, keypoints = augmentation.warp_sample(image, full_mask, keypoints, params, config.crop_size,
-                                                     aug.pad_value, aug.mask_pad_value, reduction)
-    heatmaps, pafs = render_targets(keypoints, config.crop_size, config.crop_size, config.stride,
-                                    config.sigma, config.paf_thickness)
+    crop, crop_mask, keypoints = augmentation.warp_sample(
+        image, full_mask, keypoints, params, config.crop_size, aug.pad_value, aug.mask_pad_value, reduction
+    )
+    heatmaps, pafs = render_targets(
+        keypoints, config.crop_size, config.crop_size, config.stride, config.sigma, config.paf_thickness
+    )
     return crop, heatmaps, pafs, stride_mask(crop_mask, config)
 
 
@@ -265,10 +281,12 @@ class SampleProducer:
         """Zero-filled outputs of one sample or a batch (only ever produced at exit)."""
         size, map_size = self.config.crop_size, self.config.map_size
         lead = () if batch_size is None else (int(batch_size),)
-        return (np.zeros(lead + (size, size, 3), np.uint8),
-                np.zeros(lead + (map_size, map_size, NUM_HEATMAPS), np.float32),
-                np.zeros(lead + (map_size, map_size, NUM_PAFS), np.float32),
-                np.zeros(lead + (map_size, map_size), np.float32))
+        return (
+            np.zeros(lead + (size, size, 3), np.uint8),
+            np.zeros(lead + (map_size, map_size, NUM_HEATMAPS), np.float32),
+            np.zeros(lead + (map_size, map_size, NUM_PAFS), np.float32),
+            np.zeros(lead + (map_size, map_size), np.float32),
+        )
 
     def produce_batch(self, positions):
         """(B,) global positions -> the four outputs stacked: (B, S, S, 3) uint8, (B, s, s, 19),
@@ -291,12 +309,12 @@ class SampleProducer:
             if name in self.skipped:
                 continue
             try:
-                return process_sample(self.source.load(candidate), sample_rng(self.seed, epoch, index),
-                                      self.config)
+                return process_sample(self.source.load(candidate), sample_rng(self.seed, epoch, index), self.config)
             except UnreadableImage as error:
                 self.skipped.add(name, str(error))
-        raise RuntimeError(f'none of the {len(self.source)} training images could be read '
-                           f'(e.g. {self.source.name(label_index)})')
+        raise RuntimeError(
+            f'none of the {len(self.source)} training images could be read (e.g. {self.source.name(label_index)})'
+        )
 
 
 def host_positions(start_step, batch_size, process_index, process_count):
@@ -313,9 +331,19 @@ def host_positions(start_step, batch_size, process_index, process_count):
     return counters.map(to_position)
 
 
-def make_dataset_from_source(source, *, batch_size, config=SampleConfig(), seed=0, shuffle=True,
-                             process_index=0, process_count=1, start_step=0, num_parallel_calls=None,
-                             skipped_images=None):
+def make_dataset_from_source(
+    source,
+    *,
+    batch_size,
+    config=SampleConfig(),
+    seed=0,
+    shuffle=True,
+    process_index=0,
+    process_count=1,
+    start_step=0,
+    num_parallel_calls=None,
+    skipped_images=None,
+):
     """The training dataset over any source with ``__len__``, ``name(i)`` and ``load(i) ->
     SampleInputs`` (see :func:`make_train_dataset` for what it yields)."""
     if batch_size < 1:
@@ -328,7 +356,8 @@ def make_dataset_from_source(source, *, batch_size, config=SampleConfig(), seed=
         # One Python call per batch, filling preallocated batch arrays: per-sample numpy_function
         # calls and tf.data's batch copy cost ~0.5 ms CPU per sample, as much as a warp.
         image, heatmaps, pafs, mask = tf.numpy_function(
-            producer.produce_batch, [positions], (tf.uint8, tf.float32, tf.float32, tf.float32), stateful=False)
+            producer.produce_batch, [positions], (tf.uint8, tf.float32, tf.float32, tf.float32), stateful=False
+        )
         return {
             'image': (tf.cast(tf.ensure_shape(image, (batch_size, size, size, 3)), tf.float32) - 128.0) / 256.0,
             'heatmaps': tf.ensure_shape(heatmaps, (batch_size, map_size, map_size, NUM_HEATMAPS)),
@@ -344,10 +373,26 @@ def make_dataset_from_source(source, *, batch_size, config=SampleConfig(), seed=
     return dataset
 
 
-def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=8, sigma=7.0,
-                       paf_thickness=1.0, seed=0, augment=True, shuffle=True, process_index=0,
-                       process_count=1, start_step=0, num_parallel_calls=None, reduced_decode=True,
-                       max_rotate_degree=40.0, skipped_images=None):
+def make_train_dataset(
+    labels,
+    images_dir,
+    *,
+    batch_size,
+    crop_size=368,
+    stride=8,
+    sigma=7.0,
+    paf_thickness=1.0,
+    seed=0,
+    augment=True,
+    shuffle=True,
+    process_index=0,
+    process_count=1,
+    start_step=0,
+    num_parallel_calls=None,
+    reduced_decode=True,
+    max_rotate_degree=40.0,
+    skipped_images=None,
+):
     """Infinite, deterministic training dataset of this host's part of every global batch.
 
     Args:
@@ -371,10 +416,24 @@ def make_train_dataset(labels, images_dir, *, batch_size, crop_size=368, stride=
         'heatmaps' (B, S/8, S/8, 19) float32, 'pafs' (B, S/8, S/8, 38) float32,
         'mask' (B, S/8, S/8) float32 (1 = use in the loss).
     """
-    config = SampleConfig(crop_size=crop_size, stride=stride, sigma=sigma, paf_thickness=paf_thickness,
-                          augment=augment, reduced_decode=reduced_decode,
-                          augment_config=augmentation.AugmentConfig(max_rotate_degree=max_rotate_degree))
+    config = SampleConfig(
+        crop_size=crop_size,
+        stride=stride,
+        sigma=sigma,
+        paf_thickness=paf_thickness,
+        augment=augment,
+        reduced_decode=reduced_decode,
+        augment_config=augmentation.AugmentConfig(max_rotate_degree=max_rotate_degree),
+    )
     return make_dataset_from_source(
-        LabelFileSource(labels, images_dir), batch_size=batch_size, config=config, seed=seed,
-        shuffle=shuffle, process_index=process_index, process_count=process_count,
-        start_step=start_step, num_parallel_calls=num_parallel_calls, skipped_images=skipped_images)
+        LabelFileSource(labels, images_dir),
+        batch_size=batch_size,
+        config=config,
+        seed=seed,
+        shuffle=shuffle,
+        process_index=process_index,
+        process_count=process_count,
+        start_step=start_step,
+        num_parallel_calls=num_parallel_calls,
+        skipped_images=skipped_images,
+    )

@@ -13,6 +13,7 @@ Conventions (reference README, quirks T1-T3):
 * Heatmap cell (r, c) is the Gaussian at image point ``(stride*c + stride/2 - 0.5, ...)`` (3.5 for
   stride 8); PAF cell (r, c) stands for image point ``(stride*c, stride*r)`` (no half-cell shift).
 """
+
 import numpy as np
 
 from lwop_jax.skeleton import NUM_HEATMAPS, NUM_KEYPOINTS, NUM_PAFS, PAF_LIMBS
@@ -108,8 +109,12 @@ def _gaussian_patches(keypoints, map_h, map_w, stride, sigma):
 
     d2 = dx2[..., None, :] + dy2[..., :, None]
     exponent = d2 / 2 / sigma / sigma
-    rendered = ((flag <= 1)[..., None, None] & row_inside[..., :, None] & col_inside[..., None, :]
-                & ~(exponent > GAUSSIAN_EXPONENT_CUTOFF))
+    rendered = (
+        (flag <= 1)[..., None, None]
+        & row_inside[..., :, None]
+        & col_inside[..., None, :]
+        & ~(exponent > GAUSSIAN_EXPONENT_CUTOFF)
+    )
     # NumPy >= 2 (NEP 50): float32_cell + python_float rounds the float to float32 first (T2).
     values = np.where(rendered, np.exp(-exponent).astype(np.float32), np.float32(0))
     return rows[..., :, None], cols[..., None, :], values
@@ -151,17 +156,29 @@ def _limb_geometry(keypoints, map_h, map_w, stride, thickness):
     norm = np.sqrt(x_ba * x_ba + y_ba * y_ba)
     drawn = (a[..., 2] <= 1) & (b[..., 2] <= 1) & ~(norm < MIN_LIMB_LENGTH)
     safe_norm = np.where(drawn, norm, 1.0)
+
     # int() truncates toward zero; with the exclusive upper bound this makes the band asymmetric
     # (T3). The original clamps the start at 0 and the end at the map size; clamping the other
     # sides too only keeps far-away points from overflowing int64 (those windows are empty anyway).
     def window(low, high, size):
-        return (np.trunc(np.clip(low - thickness, 0, size)).astype(np.int64),
-                np.trunc(np.clip(high + thickness, 0, size)).astype(np.int64))
+        return (
+            np.trunc(np.clip(low - thickness, 0, size)).astype(np.int64),
+            np.trunc(np.clip(high + thickness, 0, size)).astype(np.int64),
+        )
 
     x_min, x_max = window(np.minimum(xa, xb), np.maximum(xa, xb), map_w)
     y_min, y_max = window(np.minimum(ya, yb), np.maximum(ya, yb), map_h)
-    return dict(xa=xa, ya=ya, ux=x_ba / safe_norm, uy=y_ba / safe_norm, drawn=drawn,
-                x_min=x_min, x_max=x_max, y_min=y_min, y_max=y_max)
+    return dict(
+        xa=xa,
+        ya=ya,
+        ux=x_ba / safe_norm,
+        uy=y_ba / safe_norm,
+        drawn=drawn,
+        x_min=x_min,
+        x_max=x_max,
+        y_min=y_min,
+        y_max=y_max,
+    )
 
 
 def _limb_window_cells(first, last):
@@ -193,8 +210,7 @@ def render_pafs(keypoints, map_h, map_w, stride=8, thickness=1.0):
     rows, row_inside = _limb_window_cells(g['y_min'], g['y_max'])
     x_ca = cols - g['xa'][:, None]
     y_ca = rows - g['ya'][:, None]
-    distance = np.abs(x_ca[:, None, :] * g['uy'][:, None, None]
-                      - y_ca[:, :, None] * g['ux'][:, None, None])
+    distance = np.abs(x_ca[:, None, :] * g['uy'][:, None, None] - y_ca[:, :, None] * g['ux'][:, None, None])
     on_limb = row_inside[:, :, None] & col_inside[:, None, :] & (distance <= thickness)
     which, i, j = np.nonzero(on_limb)
 
@@ -203,8 +219,7 @@ def render_pafs(keypoints, map_h, map_w, stride=8, thickness=1.0):
     cell = (limb[which] * map_h + rows[which, i]) * map_w + cols[which, j]
     _, last_from_end = np.unique(cell[::-1], return_index=True)  # stable: first of the reversed
     winner = which[len(which) - 1 - last_from_end]
-    limb_index, row, col = np.unravel_index(cell[len(which) - 1 - last_from_end],
-                                            (len(PAF_LIMBS), map_h, map_w))
+    limb_index, row, col = np.unravel_index(cell[len(which) - 1 - last_from_end], (len(PAF_LIMBS), map_h, map_w))
     pafs[row, col, 2 * limb_index] = g['ux'][winner].astype(np.float32)
     pafs[row, col, 2 * limb_index + 1] = g['uy'][winner].astype(np.float32)
     return pafs

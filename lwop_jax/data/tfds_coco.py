@@ -16,6 +16,7 @@ Usage::
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir='/data/coco'))
     dataset = make_train_dataset_from_tfds(builder, split='train', batch_size=32)
 """
+
 import dataclasses
 import os
 import warnings
@@ -33,13 +34,18 @@ NET_INPUT_SIZE = 368  # scale_provided = bbox height / NET_INPUT_SIZE, as the or
 @dataclasses.dataclass(eq=False)
 class CocoKeypointsConfig(tfds.core.BuilderConfig):
     """splits: {split name: (annotation JSON relative to manual_dir, images folder relative to it)}."""
+
     splits: dict = dataclasses.field(default_factory=dict)
 
 
 COCO_2017 = CocoKeypointsConfig(
-    name='2017', description='COCO 2017 person keypoints',
-    splits={'train': ('annotations/person_keypoints_train2017.json', 'train2017'),
-            'validation': ('annotations/person_keypoints_val2017.json', 'val2017')})
+    name='2017',
+    description='COCO 2017 person keypoints',
+    splits={
+        'train': ('annotations/person_keypoints_train2017.json', 'train2017'),
+        'validation': ('annotations/person_keypoints_val2017.json', 'val2017'),
+    },
+)
 
 
 # ------------------------------------------------------------------------------------ crowd RLE
@@ -92,23 +98,25 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
 
         return self.dataset_info_from_configs(
             description='COCO person keypoints as prepared for Lightweight OpenPose training '
-                        '(one record per main person).',
-            features=tfds.features.FeaturesDict({
-                'image': tfds.features.Tensor(shape=(), dtype=np.object_),  # encoded JPEG bytes
-                'file_name': tfds.features.Text(),
-                'image_id': np.int64,
-                'label_index': np.int64,
-                'img_width': np.int64,
-                'img_height': np.int64,
-                'objpos': floats((2,)),
-                'bbox': floats((4,)),
-                'scale_provided': floats(()),
-                'segment_area': floats(()),
-                'num_keypoints': np.int64,
-                'keypoints': floats((NUM_COCO_KEYPOINTS, 3)),              # COCO order, prepared flags
-                'other_keypoints': floats((None, NUM_COCO_KEYPOINTS, 3)),  # render order
-                'crowd_rle': tfds.features.Tensor(shape=(), dtype=np.object_),  # b'' = no crowd
-            }),
+            '(one record per main person).',
+            features=tfds.features.FeaturesDict(
+                {
+                    'image': tfds.features.Tensor(shape=(), dtype=np.object_),  # encoded JPEG bytes
+                    'file_name': tfds.features.Text(),
+                    'image_id': np.int64,
+                    'label_index': np.int64,
+                    'img_width': np.int64,
+                    'img_height': np.int64,
+                    'objpos': floats((2,)),
+                    'bbox': floats((4,)),
+                    'scale_provided': floats(()),
+                    'segment_area': floats(()),
+                    'num_keypoints': np.int64,
+                    'keypoints': floats((NUM_COCO_KEYPOINTS, 3)),  # COCO order, prepared flags
+                    'other_keypoints': floats((None, NUM_COCO_KEYPOINTS, 3)),  # render order
+                    'crowd_rle': tfds.features.Tensor(shape=(), dtype=np.object_),  # b'' = no crowd
+                }
+            ),
             homepage='https://cocodataset.org/#keypoints-2017',
         )
 
@@ -119,8 +127,9 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
             annotations, images = os.path.join(manual_dir, annotations), os.path.join(manual_dir, images)
             for path in (annotations, images):
                 if not os.path.exists(path):
-                    raise FileNotFoundError(f'{path} not found for split {split!r}.\n'
-                                            f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+                    raise FileNotFoundError(
+                        f'{path} not found for split {split!r}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}'
+                    )
             generators[split] = self._generate_examples(annotations, images)
         return generators
 
@@ -178,12 +187,19 @@ class TfdsSampleSource:
         keypoints = np.concatenate([record['keypoints'][None], record['other_keypoints']], axis=0)
         crowd = None
         if len(record['crowd_rle']):
+
             def crowd():
                 return decode_crowd_rle(record['crowd_rle'], label['img_height'], label['img_width'])
+
         file_name = record['file_name']
         file_name = file_name.decode() if isinstance(file_name, bytes) else str(file_name)
-        return SampleInputs(label=label, keypoints=keypoints, image_bytes=bytes(record['image']),
-                            crowd_mask=crowd, name=f'{self.name(index)} ({file_name})')
+        return SampleInputs(
+            label=label,
+            keypoints=keypoints,
+            image_bytes=bytes(record['image']),
+            crowd_mask=crowd,
+            name=f'{self.name(index)} ({file_name})',
+        )
 
 
 def _as_builder(builder_or_dir):
@@ -192,10 +208,25 @@ def _as_builder(builder_or_dir):
     return tfds.builder_from_directory(os.fspath(builder_or_dir))
 
 
-def make_train_dataset_from_tfds(builder_or_dir, *, split='train', batch_size, crop_size=368, stride=8,
-                                 sigma=7.0, paf_thickness=1.0, seed=0, augment=True, shuffle=True,
-                                 process_index=0, process_count=1, start_step=0, num_parallel_calls=None,
-                                 reduced_decode=True, skipped_images=None):
+def make_train_dataset_from_tfds(
+    builder_or_dir,
+    *,
+    split='train',
+    batch_size,
+    crop_size=368,
+    stride=8,
+    sigma=7.0,
+    paf_thickness=1.0,
+    seed=0,
+    augment=True,
+    shuffle=True,
+    process_index=0,
+    process_count=1,
+    start_step=0,
+    num_parallel_calls=None,
+    reduced_decode=True,
+    skipped_images=None,
+):
     """:func:`lwop_jax.data.pipeline.make_train_dataset` over a prepared split of the builder.
 
     builder_or_dir: a prepared :class:`CocoPersonKeypoints` or the folder of a prepared version
@@ -204,9 +235,23 @@ def make_train_dataset_from_tfds(builder_or_dir, *, split='train', batch_size, c
     """
     builder = _as_builder(builder_or_dir)
     source = TfdsSampleSource(builder.as_data_source(split=split), split)
-    config = SampleConfig(crop_size=crop_size, stride=stride, sigma=sigma, paf_thickness=paf_thickness,
-                          augment=augment, reduced_decode=reduced_decode)
+    config = SampleConfig(
+        crop_size=crop_size,
+        stride=stride,
+        sigma=sigma,
+        paf_thickness=paf_thickness,
+        augment=augment,
+        reduced_decode=reduced_decode,
+    )
     return make_dataset_from_source(
-        source, batch_size=batch_size, config=config, seed=seed, shuffle=shuffle,
-        process_index=process_index, process_count=process_count, start_step=start_step,
-        num_parallel_calls=num_parallel_calls, skipped_images=skipped_images)
+        source,
+        batch_size=batch_size,
+        config=config,
+        seed=seed,
+        shuffle=shuffle,
+        process_index=process_index,
+        process_count=process_count,
+        start_step=start_step,
+        num_parallel_calls=num_parallel_calls,
+        skipped_images=skipped_images,
+    )

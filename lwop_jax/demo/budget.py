@@ -4,6 +4,7 @@ checkpoint up to the iteration the rest of the budget allows (learning rate x0.3
 Each new training step is compiled in a child process into the persistent XLA cache first
 (:func:`compile_in_child`), because on XLA:CPU a step runs slower in the process that compiled it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,7 +52,7 @@ def _compile_step(config, cache_dir: pathlib.Path, scratch: pathlib.Path) -> flo
     training step it compiles lands in the persistent XLA cache; returns the seconds it took."""
     start = time.perf_counter()
     host_heap.keep_freed_memory()
-    shutil.rmtree(scratch, ignore_errors=True)   # a leftover would be resumed
+    shutil.rmtree(scratch, ignore_errors=True)  # a leftover would be resumed
     enable_compilation_cache(cache_dir)
     logging.getLogger().setLevel(logging.WARNING)
     with config.unlocked():
@@ -121,7 +122,7 @@ def train(config, workdir: pathlib.Path, cache_dir: pathlib.Path | None = None) 
     data = TimedTrainData(config)
     iterations_per_epoch = steps_per_epoch(data.data.num_examples, config.batch_size, config.batches_per_iter)
     start = time.perf_counter()
-    target, calls, drop_epoch, compile_seconds = min(demo.calibration_steps, config.num_train_steps), [], 10 ** 9, 0.0
+    target, calls, drop_epoch, compile_seconds = min(demo.calibration_steps, config.num_train_steps), [], 10**9, 0.0
     cap = config.num_train_steps
     while True:
         call_start, first = time.perf_counter(), len(data.request_times)
@@ -130,24 +131,37 @@ def train(config, workdir: pathlib.Path, cache_dir: pathlib.Path | None = None) 
             # (the original's reference overfit run: one drop at 80 %); a top-up call keeps it where it is.
             drop_epoch = max(1, round(demo.lr_drop_at * target / iterations_per_epoch))
         _set_call(config, target, drop_epoch)
-        if cache_dir is not None and len(calls) < 2:   # a top-up call reuses the second call's step
+        if cache_dir is not None and len(calls) < 2:  # a top-up call reuses the second call's step
             compile_seconds = compile_in_child(config, cache_dir)
             print(f'   compiled the training step in a child process ({compile_seconds:.0f} s)', flush=True)
             call_start = time.perf_counter()
         train_and_evaluate(config, workdir, train_data=data.train_data(), evaluate_fn=None)
         done, now = target, time.perf_counter()
         per_step, startup = measured_pace(data.request_times[first:], call_start)
-        calls.append({'to_iteration': done, 'seconds': round(now - call_start, 1),
-                      'seconds_per_iteration': per_step and round(per_step, 3)})
+        calls.append(
+            {
+                'to_iteration': done,
+                'seconds': round(now - call_start, 1),
+                'seconds_per_iteration': per_step and round(per_step, 3),
+            }
+        )
         # After the calibration, the next call compiles its own step (the drop is a constant of it):
         # reserve as long as this call's compilation took.
         remaining = demo.time_budget - (now - start) - startup - (compile_seconds if len(calls) == 1 else 0)
         target = min(done + more_iterations(demo, done, remaining, per_step), cap)
         pace = f'{per_step:.2f} s per iteration' if per_step else 'too few iterations to time'
         last = target <= done or len(calls) >= demo.max_train_calls
-        print(f'   call {len(calls)}: to iteration {done} in {now - call_start:.0f} s ({pace}); '
-              + ('done' if last else f'resuming to iteration {target}'), flush=True)
+        print(
+            f'   call {len(calls)}: to iteration {done} in {now - call_start:.0f} s ({pace}); '
+            + ('done' if last else f'resuming to iteration {target}'),
+            flush=True,
+        )
         if last:
             break
-    return {'iterations': done, 'seconds': time.perf_counter() - start, 'calls': calls,
-            'samples': done * config.batch_size, 'num_train_labels': data.data.num_examples}
+    return {
+        'iterations': done,
+        'seconds': time.perf_counter() - start,
+        'calls': calls,
+        'samples': done * config.batch_size,
+        'num_train_labels': data.data.num_examples,
+    }

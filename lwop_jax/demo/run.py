@@ -1,4 +1,5 @@
 """The demo from start to end: its config, the five stages in order, what it prints and the summary it writes."""
+
 from __future__ import annotations
 
 import json
@@ -64,11 +65,13 @@ def _train(config, folders: dict, out: pathlib.Path, stage: Stages):
 
 def _evaluate(config, checkpoint, folders: dict, out: pathlib.Path, stage: Stages):
     demo = config.demo
-    stage('eval', f'COCO keypoint AP on the {demo.num_val_images} held-out images (base height '
-                  f'{demo.eval_base_height})')
+    stage(
+        'eval', f'COCO keypoint AP on the {demo.num_val_images} held-out images (base height {demo.eval_base_height})'
+    )
     record = stages.evaluate(checkpoint, folders['val'], out / 'eval', demo.eval_base_height, demo.flip_test)
-    ceiling = coco_eval.ground_truth_ceiling(folders['val'] / 'annotations.json', folders['val'] / 'images',
-                                             base_height=demo.eval_base_height).stats['AP']
+    ceiling = coco_eval.ground_truth_ceiling(
+        folders['val'] / 'annotations.json', folders['val'] / 'images', base_height=demo.eval_base_height
+    ).stats['AP']
     print(f'   ceiling: perfect stride-8 maps (the ground truth rendered as targets) score AP {ceiling:.3f} here')
     stage.done('eval')
     return record, ceiling
@@ -102,34 +105,55 @@ def _print_summary(out, paths: dict, record, ceiling, summary, stage, quick):
     figure = paths['figure']
     print(f'  result picture      {out / "demo_result.jpg"}' + (f' and {figure}' if figure else ''))
     flip = f'; flip test {record["flip_stats"]["AP"]:.3f}' if 'flip_stats' in record else ''
-    print(f'Held-out AP {stats["AP"]:.3f} (AP50 {stats["AP50"]:.3f}, AR {stats["AR"]:.3f}{flip}; perfect maps: '
-          f'{ceiling:.3f}) after {summary["iterations"]} iterations ({summary["seconds"]:.0f} s of training)'
-          + ('; --quick: a smoke run, the AP means nothing' if quick else ''))
+    print(
+        f'Held-out AP {stats["AP"]:.3f} (AP50 {stats["AP50"]:.3f}, AR {stats["AR"]:.3f}{flip}; perfect maps: '
+        f'{ceiling:.3f}) after {summary["iterations"]} iterations ({summary["seconds"]:.0f} s of training)'
+        + ('; --quick: a smoke run, the AP means nothing' if quick else '')
+    )
 
 
-def run_demo(out: pathlib.Path, *, quick: bool = False, time_budget: float | None = None, seed: int = 0,
-             figure: pathlib.Path | None = None) -> dict:
+def run_demo(
+    out: pathlib.Path,
+    *,
+    quick: bool = False,
+    time_budget: float | None = None,
+    seed: int = 0,
+    figure: pathlib.Path | None = None,
+) -> dict:
     """The five stages into ``out`` (see the package docstring); returns the summary it writes to
     ``out/demo_summary.json``."""
     config = demo_config(quick, time_budget, seed)
     demo = config.demo
     stage = Stages()
-    for owned in ('data', 'train', 'eval', 'infer'):   # a rerun starts over (training would resume)
+    for owned in ('data', 'train', 'eval', 'infer'):  # a rerun starts over (training would resume)
         shutil.rmtree(out / owned, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    print(f'lwop_jax demo{" (--quick)" if quick else ""}: output in {out}; training budget '
-          f'{demo.time_budget:.0f} s; crops {config.crop_size}, batch {config.batch_size}, base lr {config.base_lr:g}')
-    stage('data', f'{demo.num_train_images} training + {demo.num_val_images} held-out synthetic images '
-                  f'({demo.image_width}x{demo.image_height}, 1-{demo.max_people} people)')
+    print(
+        f'lwop_jax demo{" (--quick)" if quick else ""}: output in {out}; training budget '
+        f'{demo.time_budget:.0f} s; crops {config.crop_size}, batch {config.batch_size}, base lr {config.base_lr:g}'
+    )
+    stage(
+        'data',
+        f'{demo.num_train_images} training + {demo.num_val_images} held-out synthetic images '
+        f'({demo.image_width}x{demo.image_height}, 1-{demo.max_people} people)',
+    )
     folders = stages.make_data(config, out, seed)
     stage.done('data')
     summary, checkpoint = _train(config, folders, out, stage)
     record, ceiling = _evaluate(config, checkpoint, folders, out, stage)
     onnx_path, poses_json = _export_and_infer(config, checkpoint, folders, out, figure, stage)
-    results = {'ap': record['stats']['AP'], 'flip_test_ap': record.get('flip_stats', {}).get('AP'),
-               'ground_truth_ceiling_ap': ceiling, 'stats': record['stats'], 'training': summary,
-               'stage_seconds': stage.seconds, 'total_seconds': stage.total, 'quick': quick,
-               'seed': seed, 'config': json.loads(config.to_json())}
+    results = {
+        'ap': record['stats']['AP'],
+        'flip_test_ap': record.get('flip_stats', {}).get('AP'),
+        'ground_truth_ceiling_ap': ceiling,
+        'stats': record['stats'],
+        'training': summary,
+        'stage_seconds': stage.seconds,
+        'total_seconds': stage.total,
+        'quick': quick,
+        'seed': seed,
+        'config': json.loads(config.to_json()),
+    }
     atomic.write_json(out / 'demo_summary.json', results, indent=1)
     paths = {'checkpoint': checkpoint, 'onnx': onnx_path, 'poses_json': poses_json, 'figure': figure}
     _print_summary(out, paths, record, ceiling, summary, stage, quick)

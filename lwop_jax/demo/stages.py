@@ -1,5 +1,6 @@
 """The demo's stages besides training: synthetic data, COCO AP on the held-out set, ONNX export, infer,
 and the result picture."""
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,32 @@ def make_data(config, out: pathlib.Path, seed: int) -> dict:
     """The training and held-out sets; returns {'train': dir, 'val': dir} (images/ + annotations.json)."""
     demo = config.demo
     folders = {}
-    for split, count, split_seed in (('train', demo.num_train_images, 2 * seed),
-                                     ('val', demo.num_val_images, 2 * seed + 1)):
+    for split, count, split_seed in (
+        ('train', demo.num_train_images, 2 * seed),
+        ('val', demo.num_val_images, 2 * seed + 1),
+    ):
         folder = out / 'data' / split
-        synthetic.generate_dataset(folder, count, seed=split_seed, width=demo.image_width,
-                                   height=demo.image_height, max_people=demo.max_people,
-                                   crowd_probability=demo.crowd_probability,
-                                   min_person_height=demo.min_person_height,
-                                   max_person_height=demo.max_person_height, people_inside=demo.people_inside,
-                                   clutter_shapes=tuple(demo.clutter_shapes), workers=demo.data_workers)
+        synthetic.generate_dataset(
+            folder,
+            count,
+            seed=split_seed,
+            width=demo.image_width,
+            height=demo.image_height,
+            max_people=demo.max_people,
+            crowd_probability=demo.crowd_probability,
+            min_person_height=demo.min_person_height,
+            max_person_height=demo.max_person_height,
+            people_inside=demo.people_inside,
+            clutter_shapes=tuple(demo.clutter_shapes),
+            workers=demo.data_workers,
+        )
         folders[split] = folder
     return folders
 
 
-def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_height: int,
-             flip_test: bool = False) -> dict:
+def evaluate(
+    checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_height: int, flip_test: bool = False
+) -> dict:
     """COCO keypoint AP of an orbax checkpoint (JAX backend) on the held-out set, as evaluate.py does;
     writes detections.json and stats.json (evaluate.py --stats-json's record) into eval_dir.
 
@@ -46,10 +58,12 @@ def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_hei
     dataset = coco_eval.load_annotations(labels)
 
     def score(flip, stats_name):
-        result = coco_eval.evaluate_backend(backend, dataset, val_dir / 'images', base_height=base_height,
-                                            flip=flip, progress=False)
-        record = coco_eval.stats_record(result, checkpoint=checkpoint, backend=backend.name, labels=labels,
-                                        base_height=base_height, flip=flip)
+        result = coco_eval.evaluate_backend(
+            backend, dataset, val_dir / 'images', base_height=base_height, flip=flip, progress=False
+        )
+        record = coco_eval.stats_record(
+            result, checkpoint=checkpoint, backend=backend.name, labels=labels, base_height=base_height, flip=flip
+        )
         atomic.write_json(eval_dir / stats_name, record, indent=1)
         return result, record
 
@@ -61,19 +75,35 @@ def evaluate(checkpoint, val_dir: pathlib.Path, eval_dir: pathlib.Path, base_hei
     if flip_test:
         flipped, flip_record = score(True, 'flip_stats.json')
         record['flip_stats'] = flip_record['stats']
-        print(f'   with the flip test (evaluate.py --flip): AP {flipped.stats["AP"]:.3f} '
-              f'(AP50 {flipped.stats["AP50"]:.3f}, AR {flipped.stats["AR"]:.3f})')
+        print(
+            f'   with the flip test (evaluate.py --flip): AP {flipped.stats["AP"]:.3f} '
+            f'(AP50 {flipped.stats["AP50"]:.3f}, AR {flipped.stats["AR"]:.3f})'
+        )
     return record
 
 
 # ----------------------------------------------------------------------------------------------- infer
 
+
 def infer(onnx_path, images, infer_dir: pathlib.Path, height: int) -> pathlib.Path:
     """infer.py (ONNX Runtime) on the images: drawn copies in infer_dir, keypoints in infer_dir/poses.json."""
     json_path = infer_dir / 'poses.json'
-    status = infer_command.main([
-        '--checkpoint-path', str(onnx_path), '--backend', 'onnxruntime', '--height-size', str(height),
-        '--images', *map(str, images), '--output-dir', str(infer_dir), '--json', str(json_path)])
+    status = infer_command.main(
+        [
+            '--checkpoint-path',
+            str(onnx_path),
+            '--backend',
+            'onnxruntime',
+            '--height-size',
+            str(height),
+            '--images',
+            *map(str, images),
+            '--output-dir',
+            str(infer_dir),
+            '--json',
+            str(json_path),
+        ]
+    )
     if status != 0:
         raise RuntimeError(f'infer.py failed (exit status {status})')
     return json_path

@@ -13,6 +13,7 @@ Differences from the original, on purpose:
 NumPy, OpenCV, tqdm; pycocotools is imported when scoring (the [eval] extra); jax only when
 :func:`evaluate_model` wraps an in-memory model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,10 @@ from lwop_jax.inference.preprocess import STRIDE, VAL_BASE_HEIGHT, preprocess_va
 from lwop_jax.inference.results import draw_poses
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
-NO_DETECTIONS_NOTE = ('no detections: every person is a miss, so AP and AR are 0 (-1 where the '
-                      'annotations have no person of that size); the original val.py crashes here')
+NO_DETECTIONS_NOTE = (
+    'no detections: every person is a miss, so AP and AR are 0 (-1 where the '
+    'annotations have no person of that size); the original val.py crashes here'
+)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class EvalResult:
     note:       a remark on the result (e.g. no detections), or None.
     seconds:    wall time of the detection loop (network + decoding), without scoring.
     """
+
     stats: dict
     detections: list
     image_ids: list
@@ -77,6 +81,7 @@ class EvalResult:
 # ----------------------------------------------------------------------------------------------
 # Annotation file
 # ----------------------------------------------------------------------------------------------
+
 
 def load_annotations(path) -> dict:
     """Reads and checks a COCO person-keypoints annotation file. Raises InputFileError."""
@@ -133,6 +138,7 @@ def select_images(dataset, image_ids=None, max_images=None) -> list:
 # Scoring
 # ----------------------------------------------------------------------------------------------
 
+
 def coco_keypoint_stats(dataset, detections, image_ids) -> tuple[dict, str, str | None]:
     """COCOeval keypoints on the given images. Returns (stats by name, summary table, note).
 
@@ -140,6 +146,7 @@ def coco_keypoint_stats(dataset, detections, image_ids) -> tuple[dict, str, str 
     """
     from pycocotools.coco import COCO  # the [eval] extra: only scoring needs it
     from pycocotools.cocoeval import COCOeval
+
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
         ground_truth = COCO()
@@ -160,12 +167,16 @@ def _results_api(ground_truth, detections):
     """loadRes, except for no detections: loadRes reads detections[0] and raises IndexError there, so an
     empty result set is built directly (COCOeval then counts every person as missed)."""
     from pycocotools.coco import COCO  # the [eval] extra
+
     if detections:
         # loadRes writes area, id and bbox into the dicts it is given: hand it copies.
         return ground_truth.loadRes([dict(d) for d in detections])
     empty = COCO()
-    empty.dataset = {'images': list(ground_truth.dataset['images']), 'annotations': [],
-                     'categories': list(ground_truth.dataset['categories'])}
+    empty.dataset = {
+        'images': list(ground_truth.dataset['images']),
+        'annotations': [],
+        'categories': list(ground_truth.dataset['categories']),
+    }
     empty.createIndex()
     return empty
 
@@ -173,6 +184,7 @@ def _results_api(ground_truth, detections):
 # ----------------------------------------------------------------------------------------------
 # Evaluation loop
 # ----------------------------------------------------------------------------------------------
+
 
 def locate_images(dataset, images_dir, image_ids=None, max_images=None, skip_missing=False):
     """The selected images (see select_images) that exist: ([(image entry, path)], [missing paths]).
@@ -187,8 +199,10 @@ def locate_images(dataset, images_dir, image_ids=None, max_images=None, skip_mis
         (present.append((image, path)) if path.is_file() else missing.append(str(path)))
     if missing and not skip_missing:
         listed = ', '.join(missing[:10]) + (f' and {len(missing) - 10} more' if len(missing) > 10 else '')
-        raise InputFileError(f'{len(missing)} of {len(images)} images not found in {images_dir}: {listed} '
-                             '(pass skip_missing / --skip-missing to evaluate the rest)')
+        raise InputFileError(
+            f'{len(missing)} of {len(images)} images not found in {images_dir}: {listed} '
+            '(pass skip_missing / --skip-missing to evaluate the rest)'
+        )
     return present, missing
 
 
@@ -234,13 +248,32 @@ def _score_images(dataset, present, missing, poses_of, *, progress=False, visual
     if not evaluated:
         raise InputFileError(f'no image could be evaluated ({len(missing)} missing, {len(unreadable)} unreadable)')
     stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated)
-    return EvalResult(stats=stats, detections=detections, image_ids=evaluated, missing=missing,
-                      unreadable=unreadable, summary=summary, note=note, seconds=seconds)
+    return EvalResult(
+        stats=stats,
+        detections=detections,
+        image_ids=evaluated,
+        missing=missing,
+        unreadable=unreadable,
+        summary=summary,
+        note=note,
+        seconds=seconds,
+    )
 
 
-def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, scales=(1,),
-                     flip=False, max_images=None, image_ids=None, progress=True, visualize_dir=None,
-                     skip_missing=False) -> EvalResult:
+def evaluate_backend(
+    backend,
+    annotations_json,
+    images_dir,
+    *,
+    base_height=VAL_BASE_HEIGHT,
+    scales=(1,),
+    flip=False,
+    max_images=None,
+    image_ids=None,
+    progress=True,
+    visualize_dir=None,
+    skip_missing=False,
+) -> EvalResult:
     """Runs ``backend`` on the annotated images and scores the detections with COCOeval.
 
     backend: callable (1, Hp, Wp, 3) float32 -> last-stage maps NHWC (see runtime.load_backend).
@@ -251,9 +284,14 @@ def evaluate_backend(backend, annotations_json, images_dir, *, base_height=VAL_B
     """
     dataset = _as_dataset(annotations_json)
     present, missing = locate_images(dataset, images_dir, image_ids, max_images, skip_missing)
-    return _score_images(dataset, present, missing,
-                         lambda image, _: detect_poses(backend, image, base_height, scales, flip),
-                         progress=progress, visualize_dir=visualize_dir)
+    return _score_images(
+        dataset,
+        present,
+        missing,
+        lambda image, _: detect_poses(backend, image, base_height, scales, flip),
+        progress=progress,
+        visualize_dir=visualize_dir,
+    )
 
 
 def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **kwargs) -> dict:
@@ -271,8 +309,9 @@ def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **k
     return result.stats
 
 
-def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, stride=STRIDE,
-                         image_ids=None) -> EvalResult:
+def ground_truth_ceiling(
+    annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, stride=STRIDE, image_ids=None
+) -> EvalResult:
     """The AP of perfect network maps: what the stride, the map upsampling, the decoder and OKS leave.
 
     Each image's annotated people are rendered as the training targets (heatmaps and PAFs at the
@@ -287,16 +326,20 @@ def ground_truth_ceiling(annotations_json, images_dir, *, base_height=VAL_BASE_H
     category_id = keypoint_category_id(dataset)
     people = {}
     for annotation in dataset['annotations']:
-        if annotation.get('category_id') == category_id and not annotation.get('iscrowd') \
-                and annotation.get('num_keypoints', 0) > 0:
+        if (
+            annotation.get('category_id') == category_id
+            and not annotation.get('iscrowd')
+            and annotation.get('num_keypoints', 0) > 0
+        ):
             people.setdefault(annotation['image_id'], []).append(prepare_keypoints(annotation['keypoints']))
 
     def perfect_poses(image, image_entry):
         batch, geometry = preprocess_val(image, base_height, 1.0, stride)
-        keypoints = convert_keypoints(np.reshape(people.get(image_entry['id'], []), (-1, 17, 3)),
-                                      image.shape[1], image.shape[0])
+        keypoints = convert_keypoints(
+            np.reshape(people.get(image_entry['id'], []), (-1, 17, 3)), image.shape[1], image.shape[0]
+        )
         top, left = geometry.pad[:2]
-        keypoints[..., 0] = keypoints[..., 0] * geometry.scale + left   # image -> network input pixels
+        keypoints[..., 0] = keypoints[..., 0] * geometry.scale + left  # image -> network input pixels
         keypoints[..., 1] = keypoints[..., 1] * geometry.scale + top
         heatmaps, pafs = render_targets(keypoints, batch.shape[1], batch.shape[2], stride)
         # network_maps' single-scale path, with these maps as the network's output
@@ -310,26 +353,45 @@ def _require_eval_mode(model):
     """A model left in training mode would normalise each image with its own batch statistics and give
     meaningless stats without any error; refuse it instead."""
     from flax import nnx  # the [jax] extra: an in-memory model means jax is loaded anyway
-    training = [path for path, module in nnx.iter_modules(model)
-                if getattr(module, 'use_running_average', True) is False]
+
+    training = [
+        path for path, module in nnx.iter_modules(model) if getattr(module, 'use_running_average', True) is False
+    ]
     if training:
-        raise ValueError(f'evaluate_model needs the model in eval mode ({len(training)} BatchNorm layers use '
-                         'batch statistics); call model.set_training(False) first')
+        raise ValueError(
+            f'evaluate_model needs the model in eval mode ({len(training)} BatchNorm layers use '
+            'batch statistics); call model.set_training(False) first'
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
 
-def stats_record(result: EvalResult, *, checkpoint, backend, labels, scales=(1,), flip=False,
-                 base_height=VAL_BASE_HEIGHT) -> dict:
+
+def stats_record(
+    result: EvalResult, *, checkpoint, backend, labels, scales=(1,), flip=False, base_height=VAL_BASE_HEIGHT
+) -> dict:
     """The stats JSON (evaluate.py --stats-json): the 10 stats by name and as a list, and how they were got."""
-    return {'checkpoint': str(checkpoint), 'backend': backend, 'labels': str(labels),
-            'multiscale': len(scales) > 1, 'scales': list(scales), 'flip': flip, 'base_height': base_height,
-            'stride': STRIDE, 'num_images': len(result.image_ids), 'num_detections': len(result.detections),
-            'missing': result.missing, 'unreadable': result.unreadable, 'note': result.note,
-            'images_per_second': result.images_per_second, 'stats_order': list(STAT_NAMES),
-            'stats': result.stats, 'stats_list': result.stats_list}
+    return {
+        'checkpoint': str(checkpoint),
+        'backend': backend,
+        'labels': str(labels),
+        'multiscale': len(scales) > 1,
+        'scales': list(scales),
+        'flip': flip,
+        'base_height': base_height,
+        'stride': STRIDE,
+        'num_images': len(result.image_ids),
+        'num_detections': len(result.detections),
+        'missing': result.missing,
+        'unreadable': result.unreadable,
+        'note': result.note,
+        'images_per_second': result.images_per_second,
+        'stats_order': list(STAT_NAMES),
+        'stats': result.stats,
+        'stats_list': result.stats_list,
+    }
 
 
 def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> dict:
@@ -355,6 +417,18 @@ def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> di
     return subset
 
 
-__all__ = ['STAT_NAMES', 'MULTISCALE', 'EvalResult', 'load_annotations', 'select_images', 'keypoint_category_id',
-           'locate_images', 'coco_keypoint_stats', 'evaluate_backend', 'evaluate_model', 'ground_truth_ceiling',
-           'stats_record', 'make_val_subset']
+__all__ = [
+    'STAT_NAMES',
+    'MULTISCALE',
+    'EvalResult',
+    'load_annotations',
+    'select_images',
+    'keypoint_category_id',
+    'locate_images',
+    'coco_keypoint_stats',
+    'evaluate_backend',
+    'evaluate_model',
+    'ground_truth_ceiling',
+    'stats_record',
+    'make_val_subset',
+]

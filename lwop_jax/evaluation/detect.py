@@ -5,6 +5,7 @@ stage, ``upsample_val_maps`` (x8, crop the pad, resize to the image); the maps a
 (and, with ``flip``, over the mirrored image, its maps un-mirrored first); then ``decode`` and the COCO
 conversion. NumPy and OpenCV only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from lwop_jax.inference.decode import decode, to_coco_keypoints
 from lwop_jax.inference.preprocess import STRIDE, VAL_BASE_HEIGHT, preprocess_val, upsample_val_maps
 from lwop_jax.skeleton import FLIP_KEYPOINTS, NUM_HEATMAPS, PAF_LIMBS
 
-MULTISCALE = (0.5, 1.0, 1.5, 2.0)   # val.py --multiscale
+MULTISCALE = (0.5, 1.0, 1.5, 2.0)  # val.py --multiscale
 
 
 def _flipped_limb_table():
@@ -54,8 +55,10 @@ def network_maps(backend, image, base_height=VAL_BASE_HEIGHT, scale=1.0, stride=
     batch, geometry = preprocess_val(image, base_height, scale, stride)
     heatmaps, pafs = backend(batch)
     # Heatmaps and PAFs are resized separately, as in the original.
-    return (upsample_val_maps(np.asarray(heatmaps)[0], geometry, stride),
-            upsample_val_maps(np.asarray(pafs)[0], geometry, stride))
+    return (
+        upsample_val_maps(np.asarray(heatmaps)[0], geometry, stride),
+        upsample_val_maps(np.asarray(pafs)[0], geometry, stride),
+    )
 
 
 def infer_maps(backend, image, base_height=VAL_BASE_HEIGHT, scales=(1,), flip=False, stride=STRIDE):
@@ -93,12 +96,12 @@ def coco_results(poses, image_id, category_id=1) -> list:
         flat = []
         for x, y, v in person.tolist():
             flat.extend((x, y, 1) if v else (0, 0, 0))
-        results.append({'image_id': image_id, 'category_id': category_id, 'keypoints': flat,
-                        'score': float(score)})
+        results.append({'image_id': image_id, 'category_id': category_id, 'keypoints': flat, 'score': float(score)})
     return results
 
 
-def detect(backend, image, image_id, base_height=VAL_BASE_HEIGHT, scales=(1,), flip=False, stride=STRIDE,
-           category_id=1) -> list:
+def detect(
+    backend, image, image_id, base_height=VAL_BASE_HEIGHT, scales=(1,), flip=False, stride=STRIDE, category_id=1
+) -> list:
     """COCO result dicts for one image (H, W, 3) uint8 BGR, in the decoder's order."""
     return coco_results(detect_poses(backend, image, base_height, scales, flip, stride), image_id, category_id)

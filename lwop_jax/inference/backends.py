@@ -9,6 +9,7 @@ jax or tensorflow.
 A torch checkpoint or orbax folder given to ONNX Runtime or OpenVINO is exported to ONNX once (needs
 the ``export`` extra) and cached next to the other converted models (see :func:`cache_dir`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,6 +75,7 @@ class OpenVinoBackend:
 
     def __init__(self, path, threads: int | None = None, device: str = 'CPU'):
         import openvino as ov  # the [openvino] extra
+
         config = {'INFERENCE_PRECISION_HINT': 'f32'}  # keep float32: no silent bf16 on AMX machines
         if threads:
             config['INFERENCE_NUM_THREADS'] = threads
@@ -100,6 +102,7 @@ class JaxBackend:
         from flax import nnx
 
         from lwop_jax.checkpoints import orbax_io
+
         if isinstance(model_or_path, (str, os.PathLike)):
             model = orbax_io.load_any(model_or_path, num_refinement_stages=num_refinement_stages)
         else:
@@ -139,6 +142,7 @@ def converted_onnx(path, num_refinement_stages: int | None = None) -> pathlib.Pa
     target = cache_dir() / 'onnx' / f'{path.stem}-{digest.hexdigest()[:16]}.onnx'
     if not target.exists():
         from lwop_jax.checkpoints import export, orbax_io  # the [export] extra: jax, jax2onnx
+
         model = orbax_io.load_any(path, num_refinement_stages=num_refinement_stages)
         export.export_onnx(model, target)
     return target
@@ -152,8 +156,9 @@ def resolve_model_path(path) -> pathlib.Path:
         raise ModelFileError(str(exc)) from exc
 
 
-def load_backend(path, backend: str | None = None, *, threads: int | None = None,
-                 num_refinement_stages: int | None = None):
+def load_backend(
+    path, backend: str | None = None, *, threads: int | None = None, num_refinement_stages: int | None = None
+):
     """Opens ``path`` (.onnx, .xml, torch .pth, orbax folder, or a published model's name) with ``backend``
     (default: by file type)."""
     path = resolve_model_path(path)
@@ -163,8 +168,9 @@ def load_backend(path, backend: str | None = None, *, threads: int | None = None
     is_graph = path.suffix.lower() in ONNX_SUFFIXES + OPENVINO_SUFFIXES
     if backend == 'jax':
         if is_graph:
-            raise ModelFileError(f'{path}: the JAX backend needs a torch checkpoint or an orbax folder, '
-                                 'not an exported graph')
+            raise ModelFileError(
+                f'{path}: the JAX backend needs a torch checkpoint or an orbax folder, not an exported graph'
+            )
         return JaxBackend(path, num_refinement_stages)
     if not is_graph:
         path = converted_onnx(path, num_refinement_stages)

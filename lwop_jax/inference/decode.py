@@ -27,6 +27,7 @@ Exactness notes (why the code looks the way it does):
 
 This module is part of the CPU inference path: NumPy and the standard library only.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +35,9 @@ import numpy as np
 from lwop_jax.inference.peaks import check_heatmaps, extract_peaks
 from lwop_jax.skeleton import BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS, INTERNAL_TO_COCO, NUM_KEYPOINTS, NUM_PAFS
 
-POINTS_PER_LIMB = 10          # PAF samples along each candidate limb
-POSE_ENTRY_SIZE = 20          # 18 keypoint ids, total score, keypoint count
-EAR_LIMBS = (17, 18)          # shoulder -> ear limbs: only fill empty slots
+POINTS_PER_LIMB = 10  # PAF samples along each candidate limb
+POSE_ENTRY_SIZE = 20  # 18 keypoint ids, total score, keypoint count
+EAR_LIMBS = (17, 18)  # shoulder -> ear limbs: only fill empty slots
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Poses:
     num_keypoints: (N,) int64, the original `pose_entries[:, 19]` (ear keypoints added by the
                    shoulder-ear limbs are not counted, as in the original).
     """
+
     keypoints: np.ndarray
     scores: np.ndarray
     num_keypoints: np.ndarray
@@ -62,19 +64,22 @@ class Poses:
 # Input validation
 # ----------------------------------------------------------------------------------------------
 
+
 def _check_pafs(pafs, grid_hw):
     pafs = np.asarray(pafs)
     if pafs.ndim != 3 or pafs.shape[2] != NUM_PAFS:
         raise ValueError(f'pafs must have shape (H, W, {NUM_PAFS}), got {pafs.shape}')
     if grid_hw is not None and pafs.shape[:2] != tuple(grid_hw):
-        raise ValueError(f'heatmaps and pafs must share one grid: heatmaps are {tuple(grid_hw)} '
-                         f'(H, W), pafs are {pafs.shape[:2]}')
+        raise ValueError(
+            f'heatmaps and pafs must share one grid: heatmaps are {tuple(grid_hw)} (H, W), pafs are {pafs.shape[:2]}'
+        )
     return np.asarray(pafs, dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
 # Limb candidates (original group_keypoints, scoring part, all limbs at once)
 # ----------------------------------------------------------------------------------------------
+
 
 def _unit_directions(vec_x, vec_y):
     """Unit limb directions in float32, exactly as the original's
@@ -92,7 +97,7 @@ def _screen_limb_by_end_samples(xy_a, xy_b, paf_a, paf_b, min_paf_score):
     direction is per pair. Same float32 operations as the original, so the same booleans.
     Returns (b_local, a_local, failures) for the kept pairs, in b-major, a-minor order.
     """
-    vec_x = xy_b[:, None, 0] - xy_a[None, :, 0]                  # (m, n), b-major
+    vec_x = xy_b[:, None, 0] - xy_a[None, :, 0]  # (m, n), b-major
     vec_y = xy_b[:, None, 1] - xy_a[None, :, 1]
     unit_x, unit_y = _unit_directions(vec_x, vec_y)
     pass_a = paf_a[None, :, 0] * unit_x + paf_a[None, :, 1] * unit_y > min_paf_score
@@ -111,15 +116,14 @@ def _hopeful_candidates(offsets, xy, paf_at_kpt, min_paf_score):
     failed end samples (0 or 1).
     """
     parts = []
-    for limb, ((type_a, type_b), channels) in enumerate(zip(BODY_PARTS_KPT_IDS,
-                                                             BODY_PARTS_PAF_IDS)):
+    for limb, ((type_a, type_b), channels) in enumerate(zip(BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS)):
         rows_a = np.arange(offsets[type_a], offsets[type_a + 1])
         rows_b = np.arange(offsets[type_b], offsets[type_b + 1])
         if len(rows_a) == 0 or len(rows_b) == 0:
             continue
         b_local, a_local, failures = _screen_limb_by_end_samples(
-            xy[rows_a], xy[rows_b], paf_at_kpt[rows_a][:, channels],
-            paf_at_kpt[rows_b][:, channels], min_paf_score)
+            xy[rows_a], xy[rows_b], paf_at_kpt[rows_a][:, channels], paf_at_kpt[rows_b][:, channels], min_paf_score
+        )
         parts.append((np.full(len(a_local), limb), rows_a[a_local], rows_b[b_local], failures))
     if not parts:
         return tuple(np.zeros(0, np.int64) for _ in range(4))
@@ -140,14 +144,12 @@ def _screen_by_middle_samples(pafs, xy, limb, a, b, failures, min_paf_score):
     channel_y = np.take(np.asarray(BODY_PARTS_PAF_IDS)[:, 1], limb)
     start_x, start_y = xy[a, 0], xy[a, 1]
     vec_x, vec_y = xy[b, 0] - start_x, xy[b, 1] - start_y
-    steps_x = 1 / (POINTS_PER_LIMB - 1) * vec_x                     # float32, as the original
+    steps_x = 1 / (POINTS_PER_LIMB - 1) * vec_x  # float32, as the original
     steps_y = 1 / (POINTS_PER_LIMB - 1) * vec_y
     unit_x, unit_y = _unit_directions(vec_x, vec_y)
-    table = (limb, a, b, failures, channel_x, channel_y, start_x, start_y, steps_x, steps_y,
-             unit_x, unit_y)
+    table = (limb, a, b, failures, channel_x, channel_y, start_x, start_y, steps_x, steps_y, unit_x, unit_y)
     for sample in _SCREEN_SAMPLES:
-        (limb, a, b, failures, channel_x, channel_y, start_x, start_y, steps_x, steps_y,
-         unit_x, unit_y) = table
+        (limb, a, b, failures, channel_x, channel_y, start_x, start_y, steps_x, steps_y, unit_x, unit_y) = table
         x = (steps_x * np.float32(sample) + start_x).round().astype(np.int64)
         y = (steps_y * np.float32(sample) + start_y).round().astype(np.int64)
         pixel = (y * width + x) * num_channels
@@ -162,13 +164,13 @@ def _score_limbs(pafs, limb, a, b, xy, min_paf_score):
     """Original limb score: 10 float32 samples from a to b, rounded half-to-even; mean of the
     PAF·direction dots that exceed min_paf_score. Returns (scores (N,) float64, valid (N,)
     bool) with valid = mean > 0 and more than 80 % of the samples passing."""
-    vec = xy[b] - xy[a]                                           # (N, 2) float32
+    vec = xy[b] - xy[a]  # (N, 2) float32
     unit_x, unit_y = _unit_directions(vec[:, 0], vec[:, 1])
-    steps = 1 / (POINTS_PER_LIMB - 1) * vec                       # float32, as the original
+    steps = 1 / (POINTS_PER_LIMB - 1) * vec  # float32, as the original
     grid = np.arange(POINTS_PER_LIMB, dtype=np.float32)[None, :, None]
     points = (steps[:, None, :] * grid + xy[a][:, None, :]).round().astype(np.int64)
     limb_paf = np.asarray(BODY_PARTS_PAF_IDS)[limb]
-    pixel = (points[..., 1] * pafs.shape[1] + points[..., 0]) * pafs.shape[2]   # (N, 10)
+    pixel = (points[..., 1] * pafs.shape[1] + points[..., 0]) * pafs.shape[2]  # (N, 10)
     flat = pafs.reshape(-1)
     field_x = flat[pixel + limb_paf[:, :1]]
     field_y = flat[pixel + limb_paf[:, 1:]]
@@ -176,7 +178,7 @@ def _score_limbs(pafs, limb, a, b, xy, min_paf_score):
     dots = field_x * unit_x[:, None] + field_y * unit_y[:, None]
     passing = dots > min_paf_score
     valid_num = passing.sum(1)
-    scores = (dots * passing).sum(1) / (valid_num + 1e-6)         # float64, as the original
+    scores = (dots * passing).sum(1) / (valid_num + 1e-6)  # float64, as the original
     success_ratio = valid_num / POINTS_PER_LIMB
     return scores, (scores > 0) & (success_ratio > 0.8)
 
@@ -200,6 +202,7 @@ def _connection_nms(a, b, scores):
 # Pose assembly (original group_keypoints, greedy part, one limb at a time)
 # ----------------------------------------------------------------------------------------------
 
+
 def _attach_limb(poses, type_a, type_b, conn_a, conn_b, conn_scores, kpt_scores):
     """Ordinary limb: a pose holding keypoint conn_a[i] in slot type_a gets conn_b[i] and the
     scores; connections that match no pose start a new 2-keypoint pose, in connection order.
@@ -207,7 +210,7 @@ def _attach_limb(poses, type_a, type_b, conn_a, conn_b, conn_scores, kpt_scores)
     poses: (P, 20) float64. Within one limb the conn_a are distinct, so each pose matches at
     most one connection and the original's sequential loop equals this batch update.
     """
-    match = poses[:, type_a][:, None] == conn_a[None, :]          # (P, C)
+    match = poses[:, type_a][:, None] == conn_a[None, :]  # (P, C)
     pose_idx, conn_idx = np.nonzero(match)
     poses[pose_idx, type_b] = conn_b[conn_idx]
     poses[pose_idx, -1] += 1
@@ -251,13 +254,15 @@ def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=20, min_paf_sco
     all_keypoints = np.asarray(all_keypoints, dtype=np.float64).reshape(-1, 4)
     counts = np.asarray(counts, dtype=np.int64)
     if counts.shape != (NUM_KEYPOINTS,) or counts.sum() != len(all_keypoints):
-        raise ValueError(f'counts must have shape ({NUM_KEYPOINTS},) and sum to '
-                         f'len(all_keypoints) = {len(all_keypoints)}, got {counts}')
+        raise ValueError(
+            f'counts must have shape ({NUM_KEYPOINTS},) and sum to '
+            f'len(all_keypoints) = {len(all_keypoints)}, got {counts}'
+        )
     offsets = np.concatenate([[0], np.cumsum(counts)])
     xy = all_keypoints[:, :2].astype(np.float32)
     kpt_scores = all_keypoints[:, 2]
     rows = xy.astype(np.int64)
-    paf_at_kpt = pafs[rows[:, 1], rows[:, 0]]                     # (K, 38)
+    paf_at_kpt = pafs[rows[:, 1], rows[:, 0]]  # (K, 38)
 
     limb, a, b, failures = _hopeful_candidates(offsets, xy, paf_at_kpt, min_paf_score)
     limb, a, b = _screen_by_middle_samples(pafs, xy, limb, a, b, failures, min_paf_score)
@@ -287,6 +292,7 @@ def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=20, min_paf_sco
 # Public entry points
 # ----------------------------------------------------------------------------------------------
 
+
 def poses_from_entries(pose_entries, all_keypoints):
     """(P, 20) pose entries + (K, 4) keypoints -> Poses (keypoints (P, 18, 3) float32)."""
     pose_entries = np.asarray(pose_entries, dtype=np.float64).reshape(-1, POSE_ENTRY_SIZE)
@@ -295,8 +301,9 @@ def poses_from_entries(pose_entries, all_keypoints):
     keypoints = np.full(ids.shape + (3,), -1, np.float32)
     keypoints[..., 2] = 0
     keypoints[found] = all_keypoints[ids[found], :3]
-    return Poses(keypoints=keypoints, scores=pose_entries[:, -2].copy(),
-                 num_keypoints=pose_entries[:, -1].astype(np.int64))
+    return Poses(
+        keypoints=keypoints, scores=pose_entries[:, -2].copy(), num_keypoints=pose_entries[:, -1].astype(np.int64)
+    )
 
 
 def decode(heatmaps, pafs, min_paf_score=0.05):
@@ -309,8 +316,7 @@ def decode(heatmaps, pafs, min_paf_score=0.05):
     heatmaps = check_heatmaps(heatmaps)
     pafs = _check_pafs(pafs, heatmaps.shape[:2])
     all_keypoints, counts = extract_peaks(heatmaps)
-    pose_entries, all_keypoints = group_keypoints(all_keypoints, counts, pafs,
-                                                  min_paf_score=min_paf_score)
+    pose_entries, all_keypoints = group_keypoints(all_keypoints, counts, pafs, min_paf_score=min_paf_score)
     return poses_from_entries(pose_entries, all_keypoints)
 
 
@@ -324,7 +330,7 @@ def to_coco_keypoints(poses):
     n = len(poses.scores)
     internal = [k for k, coco in enumerate(INTERNAL_TO_COCO) if coco >= 0]
     coco_index = [INTERNAL_TO_COCO[k] for k in internal]
-    kpts = poses.keypoints[:, internal, :].astype(np.float64)     # (N, 17, 3)
+    kpts = poses.keypoints[:, internal, :].astype(np.float64)  # (N, 17, 3)
     found = kpts[..., 0] >= 0
     triples = np.zeros((n, 17, 3))
     triples[:, coco_index, 0] = np.where(found, kpts[..., 0] + 0.5, 0)

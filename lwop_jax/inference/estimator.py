@@ -10,6 +10,7 @@ kept missing) -> optional tracking (:mod:`lwop_jax.inference.tracking`).
 
 CPU inference path: with ONNX Runtime or OpenVINO this imports neither jax nor tensorflow.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,6 +34,7 @@ MAX_WIDTH_PER_HEIGHT = 32
 # The estimator
 # ------------------------------------------------------------------------------------------------
 
+
 class PoseEstimator:
     """Multi-person 2D pose estimation on BGR images.
 
@@ -46,9 +48,17 @@ class PoseEstimator:
     num_refinement_stages: keep this many refinement stages of a .pth or orbax model (None: all).
     """
 
-    def __init__(self, path, backend: str | None = None, net_height: int = preprocess.DEMO_HEIGHT,
-                 threads: int | None = None, upsample_ratio: int = preprocess.DEMO_UPSAMPLE_RATIO,
-                 track: bool = False, smooth: bool = False, num_refinement_stages: int | None = None):
+    def __init__(
+        self,
+        path,
+        backend: str | None = None,
+        net_height: int = preprocess.DEMO_HEIGHT,
+        threads: int | None = None,
+        upsample_ratio: int = preprocess.DEMO_UPSAMPLE_RATIO,
+        track: bool = False,
+        smooth: bool = False,
+        num_refinement_stages: int | None = None,
+    ):
         self.backend = load_backend(path, backend, threads=threads, num_refinement_stages=num_refinement_stages)
         self.net_height = int(net_height)
         self.upsample_ratio = int(upsample_ratio)
@@ -71,9 +81,11 @@ class PoseEstimator:
         image = as_bgr8(image)
         height, width = image.shape[:2]
         if width > MAX_WIDTH_PER_HEIGHT * height:
-            raise InputFileError(f'image is {width}x{height} (WxH): wider than {MAX_WIDTH_PER_HEIGHT}:1, '
-                             f'its network input would be {self.net_height} x '
-                             f'{width * self.net_height // height} pixels')
+            raise InputFileError(
+                f'image is {width}x{height} (WxH): wider than {MAX_WIDTH_PER_HEIGHT}:1, '
+                f'its network input would be {self.net_height} x '
+                f'{width * self.net_height // height} pixels'
+            )
         return preprocess.preprocess_demo(image, net_height=self.net_height)
 
     def run(self, batch: np.ndarray):
@@ -87,11 +99,9 @@ class PoseEstimator:
         poses = decoder.decode(heatmaps, pafs)
         keypoints = poses.keypoints.copy()
         found = keypoints[..., 2] > 0
-        xy = preprocess.demo_keypoints_to_image(keypoints[..., :2], geometry,
-                                                upsample_ratio=self.upsample_ratio)
+        xy = preprocess.demo_keypoints_to_image(keypoints[..., :2], geometry, upsample_ratio=self.upsample_ratio)
         keypoints[..., :2] = np.where(found[..., None], xy, -1)
-        return PoseResult.from_keypoints(keypoints, poses.scores, geometry.image_hw,
-                                         num_keypoints=poses.num_keypoints)
+        return PoseResult.from_keypoints(keypoints, poses.scores, geometry.image_hw, num_keypoints=poses.num_keypoints)
 
     # -- public calls ---------------------------------------------------------------------------
 
@@ -115,7 +125,7 @@ class PoseEstimator:
         results = [None] * len(prepared)
         for indices in by_shape.values():
             for start in range(0, len(indices), max_batch_size):
-                chunk = indices[start:start + max_batch_size]
+                chunk = indices[start : start + max_batch_size]
                 heatmaps, pafs = self.run(np.concatenate([prepared[i][0] for i in chunk]))
                 for row, index in enumerate(chunk):
                     results[index] = self.postprocess(heatmaps[row], pafs[row], prepared[index][1])
@@ -123,4 +133,3 @@ class PoseEstimator:
 
     def _track(self, result: PoseResult) -> PoseResult:
         return result if self.tracker is None else self.tracker(result)
-

@@ -4,6 +4,7 @@ videos and cameras, writing drawn images and annotated videos atomically, an opt
 The CPU inference path: NumPy, OpenCV, tqdm and the standard library only. Problems with an input are
 :class:`~lwop_jax.errors.InputFileError` with one line naming the file.
 """
+
 from __future__ import annotations
 
 import glob
@@ -17,8 +18,22 @@ from tqdm import tqdm
 
 from lwop_jax.errors import InputFileError, LwopError
 
-IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.jp2', '.pbm',
-                  '.pgm', '.ppm', '.pnm', '.sr', '.ras'}
+IMAGE_SUFFIXES = {
+    '.jpg',
+    '.jpeg',
+    '.png',
+    '.bmp',
+    '.tif',
+    '.tiff',
+    '.webp',
+    '.jp2',
+    '.pbm',
+    '.pgm',
+    '.ppm',
+    '.pnm',
+    '.sr',
+    '.ras',
+}
 WINDOW_TITLE = 'Lightweight Human Pose Estimation'
 ESC = 27
 
@@ -26,11 +41,13 @@ ESC = 27
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
-    if image.dtype == np.uint16:                 # 65535 / 257 = 255: full range to full range
+    if image.dtype == np.uint16:  # 65535 / 257 = 255: full range to full range
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(image.dtype, np.floating):  # 0..1 or 0..255? guessing would be silent harm
-        raise InputFileError(f'float images ({image.dtype}) are refused: the value range is ambiguous; '
-                         'pass uint8 BGR 0..255 (e.g. (image * 255).round().astype(np.uint8))')
+        raise InputFileError(
+            f'float images ({image.dtype}) are refused: the value range is ambiguous; '
+            'pass uint8 BGR 0..255 (e.g. (image * 255).round().astype(np.uint8))'
+        )
     raise InputFileError(f'unsupported image dtype {image.dtype}: pass uint8 or uint16')
 
 
@@ -40,7 +57,7 @@ def _to_three_channels(image: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     if channels == 3:
         return image
-    if channels == 4:                            # alpha dropped, as cv2.imread(IMREAD_COLOR) does
+    if channels == 4:  # alpha dropped, as cv2.imread(IMREAD_COLOR) does
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     raise InputFileError(f'image has {channels} channels: expected 1 (gray), 3 (BGR) or 4 (BGRA)')
 
@@ -96,8 +113,9 @@ def expand_images(items):
     paths, errors = [], []
     for item in items:
         if os.path.isdir(item):
-            found = sorted(str(p) for p in pathlib.Path(item).iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                str(p) for p in pathlib.Path(item).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             paths += found
             if not found:
                 errors.append(f'{item}: no image files in this folder')
@@ -145,8 +163,9 @@ class AtomicVideoWriter:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             height, width = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*'mp4v'),
-                                          self.fps, (width, height))
+            self.writer = cv2.VideoWriter(
+                str(self.temporary), cv2.VideoWriter_fourcc(*'mp4v'), self.fps, (width, height)
+            )
             if not self.writer.isOpened():
                 raise LwopError(f'{self.path}: OpenCV cannot write an mp4v video here')
         self.writer.write(frame)
@@ -165,7 +184,8 @@ class Display:
 
     def __init__(self, wanted: bool):
         has_display = sys.platform in ('win32', 'darwin') or bool(
-            os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+            os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')
+        )
         self.enabled = wanted and has_display
         if wanted and not has_display:
             tqdm.write('warning: --show ignored: no display', file=sys.stderr)

@@ -4,19 +4,21 @@ Peaks are strict 4-neighbour maxima above a threshold, thinned by a greedy non-m
 within 6 px (as vectorised rounds), and numbered with a running id across channels, as the original
 numbers them. Part of the CPU inference path: NumPy only. See :mod:`lwop_jax.inference.decode`.
 """
+
 import numpy as np
 
 from lwop_jax.skeleton import NUM_KEYPOINTS
 
-PEAK_THRESHOLD = 0.1          # heatmap values below this are treated as 0
+PEAK_THRESHOLD = 0.1  # heatmap values below this are treated as 0
 PEAK_NMS_SQUARED_RADIUS = 36  # peaks closer than 6 px (Euclidean) to a kept peak are dropped
 
 
 def check_heatmaps(heatmaps):
     heatmaps = np.asarray(heatmaps)
     if heatmaps.ndim != 3 or heatmaps.shape[2] < NUM_KEYPOINTS:
-        raise ValueError(f'heatmaps must have shape (H, W, C) with C >= {NUM_KEYPOINTS} '
-                         f'(19 with background), got {heatmaps.shape}')
+        raise ValueError(
+            f'heatmaps must have shape (H, W, C) with C >= {NUM_KEYPOINTS} (19 with background), got {heatmaps.shape}'
+        )
     return np.asarray(heatmaps, dtype=np.float32)
 
 
@@ -29,7 +31,7 @@ def _candidate_peaks(heatmaps):
     zeroing) can never be strictly above a zero border. NaN never peaks in either form.
     """
     h, w, c = heatmaps.shape
-    above = heatmaps >= PEAK_THRESHOLD   # float32 compare, like the original's `< 0.1`
+    above = heatmaps >= PEAK_THRESHOLD  # float32 compare, like the original's `< 0.1`
     above[:, :, NUM_KEYPOINTS:] = False  # background channel is not decoded
     flat_idx = np.flatnonzero(above)
     flat = heatmaps.reshape(-1)
@@ -39,8 +41,7 @@ def _candidate_peaks(heatmaps):
     row_step, col_step = w * c, c
     is_peak = np.ones(len(flat_idx), dtype=bool)
     # Out-of-map neighbours are clipped to some in-range pixel and then ignored via the mask.
-    for has_neighbour, offset in ((x > 0, -col_step), (x < w - 1, col_step),
-                                  (y > 0, -row_step), (y < h - 1, row_step)):
+    for has_neighbour, offset in ((x > 0, -col_step), (x < w - 1, col_step), (y > 0, -row_step), (y < h - 1, row_step)):
         neighbour = np.take(flat, flat_idx + offset, mode='clip')
         is_peak &= (values > neighbour) | ~has_neighbour
     return flat_idx[is_peak]

@@ -13,6 +13,7 @@ details, so both are reproduced:
 The network input is returned NHWC (1, Hp, Wp, 3) float32, BGR, as this project's model
 expects; the original's NCHW tensor is its transpose. CPU inference path: NumPy, cv2, stdlib.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class InputGeometry:
     scaled_hw: (Hs, Ws) after resizing, before padding.
     padded_hw: (Hp, Wp) of the network input.
     """
+
     scale: float
     pad: tuple
     image_hw: tuple
@@ -74,15 +76,18 @@ def pad_to_stride(image, stride, min_dims, pad_value=PAD_VALUE):
     top = int(math.floor((target_h - h) / 2.0))
     left = int(math.floor((target_w - w) / 2.0))
     pad = (top, left, int(target_h - h - top), int(target_w - w - left))
-    padded = cv2.copyMakeBorder(image, pad[0], pad[2], pad[1], pad[3], cv2.BORDER_CONSTANT,
-                                value=pad_value)
+    padded = cv2.copyMakeBorder(image, pad[0], pad[2], pad[1], pad[3], cv2.BORDER_CONSTANT, value=pad_value)
     return padded, pad
 
 
 def _geometry(image, scaled, padded, scale, pad):
-    return InputGeometry(scale=scale, pad=tuple(int(p) for p in pad),
-                         image_hw=tuple(image.shape[:2]), scaled_hw=tuple(scaled.shape[:2]),
-                         padded_hw=tuple(padded.shape[:2]))
+    return InputGeometry(
+        scale=scale,
+        pad=tuple(int(p) for p in pad),
+        image_hw=tuple(image.shape[:2]),
+        scaled_hw=tuple(scaled.shape[:2]),
+        padded_hw=tuple(padded.shape[:2]),
+    )
 
 
 def preprocess_demo(image, net_height=DEMO_HEIGHT, stride=STRIDE):
@@ -112,7 +117,7 @@ def preprocess_val(image, base_height=VAL_BASE_HEIGHT, scale=1.0, stride=STRIDE)
     Returns (batch (1, Hp, Wp, 3) float32 NHWC BGR, InputGeometry with scale = ratio).
     """
     image = _check_image(image)
-    normalised = (np.array(image, dtype=np.float32) - IMG_MEAN) * IMG_SCALE   # float64
+    normalised = (np.array(image, dtype=np.float32) - IMG_MEAN) * IMG_SCALE  # float64
     ratio = scale * base_height / float(image.shape[0])
     scaled = cv2.resize(normalised, (0, 0), fx=ratio, fy=ratio, interpolation=cv2.INTER_CUBIC)
     min_dims = [base_height, max(scaled.shape[1], base_height)]
@@ -124,8 +129,7 @@ def upsample_demo_maps(maps, upsample_ratio=DEMO_UPSAMPLE_RATIO):
     """demo.py: last-stage maps (h, w, C) -> (h * r, w * r, C) float32, INTER_CUBIC; the pad is
     kept, so coordinates are in padded-input pixels x r / stride."""
     maps = _check_maps(maps)
-    return cv2.resize(maps, (0, 0), fx=upsample_ratio, fy=upsample_ratio,
-                      interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(maps, (0, 0), fx=upsample_ratio, fy=upsample_ratio, interpolation=cv2.INTER_CUBIC)
 
 
 def upsample_val_maps(maps, geometry, stride=STRIDE):
@@ -134,7 +138,7 @@ def upsample_val_maps(maps, geometry, stride=STRIDE):
     maps = _check_maps(maps)
     top, left, bottom, right = geometry.pad
     upsampled = cv2.resize(maps, (0, 0), fx=stride, fy=stride, interpolation=cv2.INTER_CUBIC)
-    cropped = upsampled[top:upsampled.shape[0] - bottom, left:upsampled.shape[1] - right, :]
+    cropped = upsampled[top : upsampled.shape[0] - bottom, left : upsampled.shape[1] - right, :]
     height, width = geometry.image_hw
     return cv2.resize(cropped, (width, height), interpolation=cv2.INTER_CUBIC)
 

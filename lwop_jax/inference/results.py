@@ -6,6 +6,7 @@ the order OpenPose's COCO model uses too), x and y in pixels of the image that w
 
 CPU inference path: NumPy, OpenCV and the standard library only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ import numpy as np
 from lwop_jax.skeleton import DRAW_LIMBS, INTERNAL_TO_COCO, KEYPOINT_NAMES, NUM_KEYPOINTS, POSE_COLOR
 
 MISSING = (-1.0, -1.0, 0.0)  # a keypoint that was not found: x, y, score
-BOX_COLOR = (0, 255, 0)      # the original demo's colours (BGR)
+BOX_COLOR = (0, 255, 0)  # the original demo's colours (BGR)
 TRACK_ID_COLOR = (0, 0, 255)
-DRAW_OPACITY = 0.4           # the original blends the drawn skeleton: 0.6 image + 0.4 drawing
+DRAW_OPACITY = 0.4  # the original blends the drawn skeleton: 0.6 image + 0.4 drawing
 
 
 def found_mask(keypoints: np.ndarray) -> np.ndarray:
@@ -40,9 +41,9 @@ def bounding_boxes(keypoints: np.ndarray) -> np.ndarray:
     """
     keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)
     found = found_mask(keypoints)
-    xy = np.trunc(keypoints[..., :2]).astype(np.int64)            # int(), as the original demo
+    xy = np.trunc(keypoints[..., :2]).astype(np.int64)  # int(), as the original demo
     big = np.iinfo(np.int64).max
-    low = np.where(found[..., None], xy, big).min(axis=1)          # (N, 2)
+    low = np.where(found[..., None], xy, big).min(axis=1)  # (N, 2)
     high = np.where(found[..., None], xy, -big).max(axis=1)
     boxes = np.concatenate([low, high - low + 1], axis=1)
     boxes[~found.any(axis=1)] = 0
@@ -63,6 +64,7 @@ class PoseResult:
     image_size:    (height, width) of the image.
     track_state:   the tracker's memory for the next frame (see :mod:`lwop_jax.inference.tracking`).
     """
+
     keypoints: np.ndarray
     scores: np.ndarray
     num_keypoints: np.ndarray
@@ -72,8 +74,9 @@ class PoseResult:
     track_state: object = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_keypoints(cls, keypoints, scores, image_size, num_keypoints=None, track_ids=None,
-                       track_state=None) -> PoseResult:
+    def from_keypoints(
+        cls, keypoints, scores, image_size, num_keypoints=None, track_ids=None, track_state=None
+    ) -> PoseResult:
         """Builds a result, computing the boxes; num_keypoints defaults to the found count."""
         keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -83,10 +86,15 @@ class PoseResult:
             num_keypoints = found_mask(keypoints).sum(axis=1)
         if track_ids is not None:
             track_ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
-        return cls(keypoints=keypoints, scores=scores,
-                   num_keypoints=np.asarray(num_keypoints, dtype=np.int64).reshape(-1),
-                   boxes=bounding_boxes(keypoints), image_size=tuple(int(s) for s in image_size),
-                   track_ids=track_ids, track_state=track_state)
+        return cls(
+            keypoints=keypoints,
+            scores=scores,
+            num_keypoints=np.asarray(num_keypoints, dtype=np.int64).reshape(-1),
+            boxes=bounding_boxes(keypoints),
+            image_size=tuple(int(s) for s in image_size),
+            track_ids=track_ids,
+            track_state=track_state,
+        )
 
     @classmethod
     def empty(cls, image_size) -> PoseResult:
@@ -115,10 +123,15 @@ class PoseResult:
             triples = np.zeros((17, 3))
             for internal, coco in enumerate(INTERNAL_TO_COCO):
                 if coco >= 0 and person[internal, 2] > 0:
-                    triples[coco] = (person[internal, 0] + pixel_offset,
-                                     person[internal, 1] + pixel_offset, 1)
-            entries.append({'image_id': int(image_id), 'category_id': 1,
-                            'keypoints': triples.reshape(-1).tolist(), 'score': float(score)})
+                    triples[coco] = (person[internal, 0] + pixel_offset, person[internal, 1] + pixel_offset, 1)
+            entries.append(
+                {
+                    'image_id': int(image_id),
+                    'category_id': 1,
+                    'keypoints': triples.reshape(-1).tolist(),
+                    'score': float(score),
+                }
+            )
         return entries
 
     def to_openpose(self) -> dict:
@@ -127,10 +140,18 @@ class PoseResult:
         people = []
         for person in self.keypoints.astype(np.float64):
             flat = np.where(person[:, 2:] > 0, person, 0.0).reshape(-1)
-            people.append({'pose_keypoints_2d': flat.tolist(), 'face_keypoints_2d': [],
-                           'hand_left_keypoints_2d': [], 'hand_right_keypoints_2d': [],
-                           'pose_keypoints_3d': [], 'face_keypoints_3d': [],
-                           'hand_left_keypoints_3d': [], 'hand_right_keypoints_3d': []})
+            people.append(
+                {
+                    'pose_keypoints_2d': flat.tolist(),
+                    'face_keypoints_2d': [],
+                    'hand_left_keypoints_2d': [],
+                    'hand_right_keypoints_2d': [],
+                    'pose_keypoints_3d': [],
+                    'face_keypoints_3d': [],
+                    'hand_left_keypoints_3d': [],
+                    'hand_right_keypoints_3d': [],
+                }
+            )
         return {'version': 1.3, 'people': people}
 
     def to_json(self) -> list[dict]:
@@ -139,26 +160,28 @@ class PoseResult:
         people = []
         for n, person in enumerate(self.keypoints.astype(np.float64)):
             person = np.where(person[:, 2:] > 0, person, MISSING)
-            people.append({
-                'keypoints': person.tolist(),
-                'score': float(self.scores[n]),
-                'num_keypoints': int(self.num_keypoints[n]),
-                'bbox': [int(v) for v in self.boxes[n]],
-                'track_id': None if self.track_ids is None else int(self.track_ids[n]),
-            })
+            people.append(
+                {
+                    'keypoints': person.tolist(),
+                    'score': float(self.scores[n]),
+                    'num_keypoints': int(self.num_keypoints[n]),
+                    'bbox': [int(v) for v in self.boxes[n]],
+                    'track_id': None if self.track_ids is None else int(self.track_ids[n]),
+                }
+            )
         return people
 
     # --------------------------------------------------------------------------------------
     # Drawing
     # --------------------------------------------------------------------------------------
 
-    def draw(self, image: np.ndarray, draw_boxes: bool = True,
-             opacity: float = DRAW_OPACITY) -> np.ndarray:
+    def draw(self, image: np.ndarray, draw_boxes: bool = True, opacity: float = DRAW_OPACITY) -> np.ndarray:
         """The original demo's picture: skeleton blended at ``opacity``, then the boxes and,
         when tracked, 'id: N' above each box. image: (H, W, 3) uint8 BGR, left unchanged;
         returns a new image."""
-        return draw_poses(image, self.keypoints, self.track_ids,
-                          boxes=self.boxes if draw_boxes else None, opacity=opacity)
+        return draw_poses(
+            image, self.keypoints, self.track_ids, boxes=self.boxes if draw_boxes else None, opacity=opacity
+        )
 
 
 def _check_drawable(image):
@@ -180,8 +203,9 @@ def _draw_skeleton(canvas, person):
             cv2.line(canvas, points[a], points[b], POSE_COLOR, 2)
 
 
-def draw_poses(image: np.ndarray, keypoints: np.ndarray, track_ids=None, *, boxes=None,
-               opacity: float = DRAW_OPACITY) -> np.ndarray:
+def draw_poses(
+    image: np.ndarray, keypoints: np.ndarray, track_ids=None, *, boxes=None, opacity: float = DRAW_OPACITY
+) -> np.ndarray:
     """Draws people on a copy of ``image`` like the original demo.
 
     image: (H, W, 3) uint8 BGR. keypoints: (N, 18, 3) x, y, score in image pixels (missing:
@@ -202,8 +226,7 @@ def draw_poses(image: np.ndarray, keypoints: np.ndarray, track_ids=None, *, boxe
         x, y, w, h = (int(v) for v in boxes[n])
         cv2.rectangle(canvas, (x, y), (x + w, y + h), BOX_COLOR)
         if track_ids is not None:
-            cv2.putText(canvas, f'id: {int(track_ids[n])}', (x, y - 16),
-                        cv2.FONT_HERSHEY_COMPLEX, 0.5, TRACK_ID_COLOR)
+            cv2.putText(canvas, f'id: {int(track_ids[n])}', (x, y - 16), cv2.FONT_HERSHEY_COMPLEX, 0.5, TRACK_ID_COLOR)
     return canvas
 
 

@@ -3,6 +3,7 @@
 What ``lwop infer`` does once its arguments are parsed. Each bad input is reported in one line on
 stderr and skipped; the callers count the failures. CPU inference path: NumPy, OpenCV, tqdm.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -49,8 +50,7 @@ def run_images(estimator, items, output_dir: pathlib.Path | None = None, show: b
             report(str(exc))
             failed += 1
             continue
-        records.append({'file': path, 'height': image.shape[0], 'width': image.shape[1],
-                        'people': result.to_json()})
+        records.append({'file': path, 'height': image.shape[0], 'width': image.shape[1], 'people': result.to_json()})
         if output_dir or display.enabled:
             drawn = result.draw(image)
             if output_dir:
@@ -89,7 +89,7 @@ def run_video(estimator, source: str, output_dir: pathlib.Path | None = None, sh
         report(str(exc))
         return None, 1
     fps = capture.get(cv2.CAP_PROP_FPS)
-    fps = fps if fps and fps == fps and fps > 0 else 30.0   # cameras may report 0 or NaN
+    fps = fps if fps and fps == fps and fps > 0 else 30.0  # cameras may report 0 or NaN
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     name = f'camera{source}' if source.isdigit() else pathlib.Path(source).stem
     writer = AtomicVideoWriter(output_dir / f'{name}_poses.mp4', fps) if output_dir else None

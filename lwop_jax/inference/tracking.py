@@ -18,6 +18,7 @@ counter shared by every video of the process.
 
 CPU inference path: NumPy only.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,13 +29,14 @@ import numpy as np
 from lwop_jax.inference.results import PoseResult, bounding_boxes, found_mask
 from lwop_jax.skeleton import NUM_KEYPOINTS, POSE_VARS
 
-SIMILAR_KEYPOINT_THRESHOLD = 0.5   # a keypoint is similar when its OKS-like value is above this
-MIN_SIMILAR_KEYPOINTS = 3          # the original propagate/track_poses threshold
+SIMILAR_KEYPOINT_THRESHOLD = 0.5  # a keypoint is similar when its OKS-like value is above this
+MIN_SIMILAR_KEYPOINTS = 3  # the original propagate/track_poses threshold
 
 
 # ------------------------------------------------------------------------------------------------
 # One-Euro filter (Casiez et al. 2012), the original's variant, vectorised over coordinates
 # ------------------------------------------------------------------------------------------------
+
 
 def smoothing_factor(rate: float, cutoff) -> np.ndarray:
     """Exponential smoothing factor of a first-order low-pass at ``cutoff`` Hz sampled at ``rate``."""
@@ -50,13 +52,14 @@ class OneEuroFilter:
     to x): where keep is False the element restarts (output = input), as a fresh filter of the
     original does on its first call.
     """
+
     freq: float = 60.0
     min_cutoff: float = 1.0
     beta: float = 0.05
     d_cutoff: float = 1.0
-    x_raw: np.ndarray | None = None       # previous input
-    dx_hat: np.ndarray | None = None      # filtered derivative
-    x_hat: np.ndarray | None = None       # previous output
+    x_raw: np.ndarray | None = None  # previous input
+    dx_hat: np.ndarray | None = None  # filtered derivative
+    x_hat: np.ndarray | None = None  # previous output
 
     def __call__(self, x, keep=True) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -75,23 +78,34 @@ class OneEuroFilter:
     def copy(self) -> OneEuroFilter:
         def clone(a):
             return None if a is None else a.copy()
-        return OneEuroFilter(self.freq, self.min_cutoff, self.beta, self.d_cutoff,
-                             clone(self.x_raw), clone(self.dx_hat), clone(self.x_hat))
+
+        return OneEuroFilter(
+            self.freq,
+            self.min_cutoff,
+            self.beta,
+            self.d_cutoff,
+            clone(self.x_raw),
+            clone(self.dx_hat),
+            clone(self.x_hat),
+        )
 
 
 @dataclass(frozen=True)
 class TrackState:
     """What a frame's result hands to the next: the next new id and each pose's filter."""
+
     next_id: int
-    filters: tuple           # one OneEuroFilter over (18, 2) per pose, or None when not smoothing
+    filters: tuple  # one OneEuroFilter over (18, 2) per pose, or None when not smoothing
 
 
 # ------------------------------------------------------------------------------------------------
 # Matching
 # ------------------------------------------------------------------------------------------------
 
-def similar_keypoint_counts(current_keypoints, current_boxes, previous_keypoints, previous_boxes,
-                            threshold: float = SIMILAR_KEYPOINT_THRESHOLD) -> np.ndarray:
+
+def similar_keypoint_counts(
+    current_keypoints, current_boxes, previous_keypoints, previous_boxes, threshold: float = SIMILAR_KEYPOINT_THRESHOLD
+) -> np.ndarray:
     """The original get_similarity for all pairs.
 
     *_keypoints: (C, 18, 3) and (P, 18, 3); *_boxes: (C, 4) and (P, 4) x, y, w, h.
@@ -102,7 +116,7 @@ def similar_keypoint_counts(current_keypoints, current_boxes, previous_keypoints
     previous_keypoints = np.asarray(previous_keypoints, np.float64).reshape(-1, NUM_KEYPOINTS, 3)
     both = found_mask(current_keypoints)[:, None] & found_mask(previous_keypoints)[None]
     delta = current_keypoints[:, None, :, :2] - previous_keypoints[None, :, :, :2]
-    distance = (delta ** 2).sum(-1)                                        # (C, P, 18)
+    distance = (delta**2).sum(-1)  # (C, P, 18)
     area_c = np.asarray(current_boxes)[:, 2] * np.asarray(current_boxes)[:, 3]
     area_p = np.asarray(previous_boxes)[:, 2] * np.asarray(previous_boxes)[:, 3]
     area = np.maximum(area_c[:, None], area_p[None, :]).astype(np.float64)[..., None]
@@ -110,8 +124,7 @@ def similar_keypoint_counts(current_keypoints, current_boxes, previous_keypoints
     return (both & (similarity > threshold)).sum(-1)
 
 
-def match_poses(counts: np.ndarray, scores: np.ndarray,
-                threshold: int = MIN_SIMILAR_KEYPOINTS) -> np.ndarray:
+def match_poses(counts: np.ndarray, scores: np.ndarray, threshold: int = MIN_SIMILAR_KEYPOINTS) -> np.ndarray:
     """Greedy matching of the original track_poses.
 
     counts: (C, P) similar-keypoint counts; scores: (C,) pose scores. Current poses are visited in
@@ -125,8 +138,8 @@ def match_poses(counts: np.ndarray, scores: np.ndarray,
         candidates = np.where(available, counts[current], 0)
         if candidates.size == 0:
             continue
-        best = int(np.argmax(candidates))                 # first maximum, as the strict > loop
-        if candidates[best] >= threshold:                 # threshold >= 1, so count 0 never matches
+        best = int(np.argmax(candidates))  # first maximum, as the strict > loop
+        if candidates[best] >= threshold:  # threshold >= 1, so count 0 never matches
             matched[current] = best
             available[best] = False
     return matched
@@ -154,7 +167,7 @@ def _smooth(current: PoseResult, previous: PoseResult | None, matched):
     for n in range(len(keypoints)):
         m = matched[n]
         if m >= 0 and previous_filters is not None and previous_filters[m] is not None:
-            keep = found_mask(previous.keypoints[m])[:, None]    # continue where it was found
+            keep = found_mask(previous.keypoints[m])[:, None]  # continue where it was found
             filter_ = previous_filters[m].copy()
         else:
             keep, filter_ = False, OneEuroFilter()
@@ -164,8 +177,9 @@ def _smooth(current: PoseResult, previous: PoseResult | None, matched):
     return keypoints, tuple(filters)
 
 
-def track_poses(previous: PoseResult | None, current: PoseResult,
-                threshold: int = MIN_SIMILAR_KEYPOINTS, smooth: bool = False) -> PoseResult:
+def track_poses(
+    previous: PoseResult | None, current: PoseResult, threshold: int = MIN_SIMILAR_KEYPOINTS, smooth: bool = False
+) -> PoseResult:
     """Gives ``current`` track ids (and smoothed keypoints) from ``previous``, the result this
     function returned for the previous frame (None for the first frame).
 
@@ -178,18 +192,22 @@ def track_poses(previous: PoseResult | None, current: PoseResult,
         counts = np.zeros((len(current), 0), np.int64)
         previous_ids, next_id = np.zeros(0, np.int64), 0
     else:
-        counts = similar_keypoint_counts(current.keypoints, current.boxes,
-                                         previous.keypoints, previous.boxes)
+        counts = similar_keypoint_counts(current.keypoints, current.boxes, previous.keypoints, previous.boxes)
         previous_ids, next_id = previous.track_ids, previous.track_state.next_id
     matched = match_poses(counts, current.scores, threshold)
     ids, next_id = _assign_ids(matched, current.scores, previous_ids, next_id)
     keypoints, filters = current.keypoints, (None,) * len(current)
     if smooth:
         keypoints, filters = _smooth(current, previous, matched)
-    return PoseResult(keypoints=keypoints, scores=current.scores,
-                      num_keypoints=current.num_keypoints, boxes=bounding_boxes(keypoints),
-                      image_size=current.image_size, track_ids=ids,
-                      track_state=TrackState(next_id=next_id, filters=filters))
+    return PoseResult(
+        keypoints=keypoints,
+        scores=current.scores,
+        num_keypoints=current.num_keypoints,
+        boxes=bounding_boxes(keypoints),
+        image_size=current.image_size,
+        track_ids=ids,
+        track_state=TrackState(next_id=next_id, filters=filters),
+    )
 
 
 class PoseTracker:

@@ -5,6 +5,7 @@ leaf roles, so that a torch state dict maps onto them by renaming leaves only (s
 :mod:`lwop_jax.checkpoints.torch_names`). On XLA:CPU, depthwise and 1x1 convolutions run as shifted
 products and matmuls (faster there, same results); export and accelerators use plain convolutions.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,8 +36,20 @@ def _uniform(rngs: nnx.Rngs, shape, bound):
 class Conv2d(nnx.Module):
     """torch.nn.Conv2d in NHWC: symmetric zero padding, dilation, groups; kernel is HWIO."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, *, stride=1, padding=1, dilation=1,
-                 groups=1, bias=True, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        *,
+        stride=1,
+        padding=1,
+        dilation=1,
+        groups=1,
+        bias=True,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         fan_in = in_channels // groups * kernel_size * kernel_size
         bound = 1.0 / math.sqrt(fan_in)
         shape = (kernel_size, kernel_size, in_channels // groups, out_channels)
@@ -62,10 +75,14 @@ class Conv2d(nnx.Module):
             y = _pointwise_as_matmul(x, kernel)
         else:
             y = jax.lax.conv_general_dilated(
-                x, kernel, window_strides=(self.stride, self.stride),
+                x,
+                kernel,
+                window_strides=(self.stride, self.stride),
                 padding=((self.padding, self.padding), (self.padding, self.padding)),
-                rhs_dilation=(self.dilation, self.dilation), feature_group_count=self.groups,
-                dimension_numbers=(self.layout, 'HWIO', self.layout))
+                rhs_dilation=(self.dilation, self.dilation),
+                feature_group_count=self.groups,
+                dimension_numbers=(self.layout, 'HWIO', self.layout),
+            )
         if self.bias is not None:
             y = y + _per_channel(self.bias[...].astype(y.dtype), self.layout)
         return y
@@ -128,9 +145,16 @@ def _depthwise_bwd(stride, padding, dilation, residuals, g):
     # Input gradient: the transposed conv, i.e. the same shifted sum over g dilated by the stride and
     # padded so that dx[p] = sum_ij g_dilated[p + padding + dilation * (k - 1 - i)] * kernel[i].
     lo_h, lo_w = dilation * (kh - 1), dilation * (kw - 1)
-    dilated = jax.lax.pad(g, jnp.zeros((), g.dtype),
-                          ((0, 0, 0), (lo_h, h + padding - (out_h - 1) * stride - 1, stride - 1),
-                           (lo_w, w + padding - (out_w - 1) * stride - 1, stride - 1), (0, 0, 0)))
+    dilated = jax.lax.pad(
+        g,
+        jnp.zeros((), g.dtype),
+        (
+            (0, 0, 0),
+            (lo_h, h + padding - (out_h - 1) * stride - 1, stride - 1),
+            (lo_w, w + padding - (out_w - 1) * stride - 1, stride - 1),
+            (0, 0, 0),
+        ),
+    )
     x_grad = None
     for i in range(kh):
         for j in range(kw):
@@ -167,8 +191,9 @@ class BatchNorm2d(nnx.Module):
     with the unbiased one, as PyTorch does (flax's BatchNorm uses the biased variance for both).
     """
 
-    def __init__(self, num_features, *, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, dtype=None,
-                 rngs: nnx.Rngs | None = None):
+    def __init__(
+        self, num_features, *, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, dtype=None, rngs: nnx.Rngs | None = None
+    ):
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
         self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))

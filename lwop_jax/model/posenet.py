@@ -9,6 +9,7 @@ torch, so converting a checkpoint is a rename of the leaf names only (``weight``
 
 Layout is NHWC inside; inputs are BGR images normalised like the original, ``(img - 128) / 256``.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -19,10 +20,23 @@ from lwop_jax.model.layers import ELU, BatchNorm2d, Conv2d, ReLU, Sequential
 
 # The building blocks of the original modules/conv.py, with the same child indices.
 
-def conv(in_ch, out_ch, kernel_size=3, padding=1, bn=True, dilation=1, stride=1, relu=True, bias=True,
-         *, dtype=None, rngs):
-    layers = [Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     bias=bias, dtype=dtype, rngs=rngs)]
+
+def conv(
+    in_ch, out_ch, kernel_size=3, padding=1, bn=True, dilation=1, stride=1, relu=True, bias=True, *, dtype=None, rngs
+):
+    layers = [
+        Conv2d(
+            in_ch,
+            out_ch,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
+            dtype=dtype,
+            rngs=rngs,
+        )
+    ]
     if bn:
         layers.append(BatchNorm2d(out_ch, dtype=dtype))
     if relu:
@@ -31,27 +45,53 @@ def conv(in_ch, out_ch, kernel_size=3, padding=1, bn=True, dilation=1, stride=1,
 
 
 def conv_dw(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1, *, dtype=None, rngs):
-    return Sequential([
-        Conv2d(in_ch, in_ch, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=in_ch,
-               bias=False, dtype=dtype, rngs=rngs),
-        BatchNorm2d(in_ch, dtype=dtype), ReLU(),
-        Conv2d(in_ch, out_ch, 1, padding=0, bias=False, dtype=dtype, rngs=rngs),
-        BatchNorm2d(out_ch, dtype=dtype), ReLU(),
-    ])
+    return Sequential(
+        [
+            Conv2d(
+                in_ch,
+                in_ch,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=in_ch,
+                bias=False,
+                dtype=dtype,
+                rngs=rngs,
+            ),
+            BatchNorm2d(in_ch, dtype=dtype),
+            ReLU(),
+            Conv2d(in_ch, out_ch, 1, padding=0, bias=False, dtype=dtype, rngs=rngs),
+            BatchNorm2d(out_ch, dtype=dtype),
+            ReLU(),
+        ]
+    )
 
 
 def conv_dw_no_bn(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1, *, dtype=None, rngs):
-    return Sequential([
-        Conv2d(in_ch, in_ch, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=in_ch,
-               bias=False, dtype=dtype, rngs=rngs),
-        ELU(),
-        Conv2d(in_ch, out_ch, 1, padding=0, bias=False, dtype=dtype, rngs=rngs),
-        ELU(),
-    ])
+    return Sequential(
+        [
+            Conv2d(
+                in_ch,
+                in_ch,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=in_ch,
+                bias=False,
+                dtype=dtype,
+                rngs=rngs,
+            ),
+            ELU(),
+            Conv2d(in_ch, out_ch, 1, padding=0, bias=False, dtype=dtype, rngs=rngs),
+            ELU(),
+        ]
+    )
 
 
-BACKBONE_DEPTH = 12       # the original's blocks, model.0 .. model.11
-MIN_BACKBONE_DEPTH = 7    # up to conv4_2 (model.6): stride 8 and the CPM's input channels
+BACKBONE_DEPTH = 12  # the original's blocks, model.0 .. model.11
+MIN_BACKBONE_DEPTH = 7  # up to conv4_2 (model.6): stride 8 and the CPM's input channels
 
 
 def mobilenet_backbone(width: float = 1.0, depth: int = BACKBONE_DEPTH, *, dtype=None, rngs):
@@ -72,12 +112,12 @@ def mobilenet_backbone(width: float = 1.0, depth: int = BACKBONE_DEPTH, *, dtype
         conv_dw(c128, c128, **kw),
         conv_dw(c128, c256, stride=2, **kw),
         conv_dw(c256, c256, **kw),
-        conv_dw(c256, c512, **kw),                        # conv4_2: stride 1 keeps the output at stride 8
+        conv_dw(c256, c512, **kw),  # conv4_2: stride 1 keeps the output at stride 8
         conv_dw(c512, c512, dilation=2, padding=2, **kw),  # ... and dilation 2 keeps the receptive field
         conv_dw(c512, c512, **kw),
         conv_dw(c512, c512, **kw),
         conv_dw(c512, c512, **kw),
-        conv_dw(c512, c512, **kw),                        # conv5_5
+        conv_dw(c512, c512, **kw),  # conv5_5
     ]
     # Built in full, then cut: the kept blocks and the layers after them get the same initial weights
     # (same seed) as in the full network.
@@ -103,17 +143,19 @@ class Cpm(nnx.Module):
 
 def _heads(num_channels, hidden, num_heatmaps, num_pafs, *, dtype, rngs):
     def head(n_out):
-        return Sequential([
-            conv(num_channels, hidden, kernel_size=1, padding=0, bn=False, dtype=dtype, rngs=rngs),
-            conv(hidden, n_out, kernel_size=1, padding=0, bn=False, relu=False, dtype=dtype, rngs=rngs),
-        ])
+        return Sequential(
+            [
+                conv(num_channels, hidden, kernel_size=1, padding=0, bn=False, dtype=dtype, rngs=rngs),
+                conv(hidden, n_out, kernel_size=1, padding=0, bn=False, relu=False, dtype=dtype, rngs=rngs),
+            ]
+        )
+
     return head(num_heatmaps), head(num_pafs)
 
 
 class InitialStage(nnx.Module):
     def __init__(self, num_channels, num_heatmaps, num_pafs, *, dtype=None, rngs):
-        self.trunk = Sequential([conv(num_channels, num_channels, bn=False, dtype=dtype, rngs=rngs)
-                                 for _ in range(3)])
+        self.trunk = Sequential([conv(num_channels, num_channels, bn=False, dtype=dtype, rngs=rngs) for _ in range(3)])
         self.heatmaps, self.pafs = _heads(num_channels, 512, num_heatmaps, num_pafs, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
@@ -126,10 +168,12 @@ class RefinementStageBlock(nnx.Module):
         kw = dict(dtype=dtype, rngs=rngs)
         self.initial = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=False, **kw)
         # These convs have a bias *and* a BatchNorm, as in the original.
-        self.trunk = Sequential([
-            conv(out_channels, out_channels, **kw),
-            conv(out_channels, out_channels, dilation=2, padding=2, **kw),
-        ])
+        self.trunk = Sequential(
+            [
+                conv(out_channels, out_channels, **kw),
+                conv(out_channels, out_channels, dilation=2, padding=2, **kw),
+            ]
+        )
 
     def __call__(self, x):
         initial = self.initial(x)
@@ -138,11 +182,13 @@ class RefinementStageBlock(nnx.Module):
 
 class RefinementStage(nnx.Module):
     def __init__(self, in_channels, out_channels, num_heatmaps, num_pafs, *, dtype=None, rngs):
-        self.trunk = Sequential([
-            RefinementStageBlock(in_channels if i == 0 else out_channels, out_channels, dtype=dtype, rngs=rngs)
-            for i in range(5)])
-        self.heatmaps, self.pafs = _heads(out_channels, out_channels, num_heatmaps, num_pafs,
-                                          dtype=dtype, rngs=rngs)
+        self.trunk = Sequential(
+            [
+                RefinementStageBlock(in_channels if i == 0 else out_channels, out_channels, dtype=dtype, rngs=rngs)
+                for i in range(5)
+            ]
+        )
+        self.heatmaps, self.pafs = _heads(out_channels, out_channels, num_heatmaps, num_pafs, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
         features = self.trunk(x)
@@ -160,18 +206,29 @@ class PoseNet(nnx.Module):
     checkpoints are 1.0, 12 and 128.
     """
 
-    def __init__(self, num_refinement_stages: int = 1, num_channels: int = 128,
-                 num_heatmaps: int = skeleton.NUM_HEATMAPS, num_pafs: int = skeleton.NUM_PAFS,
-                 *, backbone_width: float = 1.0, backbone_depth: int = BACKBONE_DEPTH, dtype=None,
-                 rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        num_refinement_stages: int = 1,
+        num_channels: int = 128,
+        num_heatmaps: int = skeleton.NUM_HEATMAPS,
+        num_pafs: int = skeleton.NUM_PAFS,
+        *,
+        backbone_width: float = 1.0,
+        backbone_depth: int = BACKBONE_DEPTH,
+        dtype=None,
+        rngs: nnx.Rngs | None = None,
+    ):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         kw = dict(dtype=dtype, rngs=rngs)
         self.model = mobilenet_backbone(backbone_width, backbone_depth, **kw)
         self.cpm = Cpm(backbone_channels(512, backbone_width), num_channels, **kw)
         self.initial_stage = InitialStage(num_channels, num_heatmaps, num_pafs, **kw)
-        self.refinement_stages = nnx.List([
-            RefinementStage(num_channels + num_heatmaps + num_pafs, num_channels, num_heatmaps, num_pafs, **kw)
-            for _ in range(num_refinement_stages)])
+        self.refinement_stages = nnx.List(
+            [
+                RefinementStage(num_channels + num_heatmaps + num_pafs, num_channels, num_heatmaps, num_pafs, **kw)
+                for _ in range(num_refinement_stages)
+            ]
+        )
         self.num_refinement_stages = num_refinement_stages
         self.num_channels = num_channels
         self.backbone_width = backbone_width

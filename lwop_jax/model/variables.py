@@ -4,6 +4,7 @@ The dotted paths are the torch state-dict keys with NNX leaf names ('model.0.0.k
 'cpm.align.0.bias', 'refinement_stages.0.trunk.4.trunk.1.1.mean'); checkpoint readers and training
 fill a network through :func:`assign`, which checks every name and shape first.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,7 @@ def refinement_stage_of(key: str) -> int | None:
 
 def keep_refinement_stages(arrays: dict, count: int) -> dict:
     """The entries of ``{dotted key: value}`` outside refinement stages ``count`` and later."""
-    return {key: value for key, value in arrays.items()
-            if (stage := refinement_stage_of(key)) is None or stage < count}
+    return {key: value for key, value in arrays.items() if (stage := refinement_stage_of(key)) is None or stage < count}
 
 
 def format_problems(source, problems: dict[str, list[str]]) -> str:
@@ -59,11 +59,15 @@ def assign(model: nnx.Module, arrays: dict[str, np.ndarray], source: str, *, str
     unexpected = sorted(k for k in arrays if k not in targets)
     missing = sorted(k for k in targets if k not in arrays) if strict else []
     shapes = {k: tuple(v.get_value().shape) for k, v in targets.items()}
-    misshaped = sorted(f'{k} {tuple(np.shape(a))} != {shapes[k]}'
-                       for k, a in arrays.items() if k in targets and tuple(np.shape(a)) != shapes[k])
+    misshaped = sorted(
+        f'{k} {tuple(np.shape(a))} != {shapes[k]}'
+        for k, a in arrays.items()
+        if k in targets and tuple(np.shape(a)) != shapes[k]
+    )
     if unexpected or missing or misshaped:
-        raise ModelFileError(format_problems(source, {
-            'missing': missing, 'unexpected': unexpected, 'wrong shape': misshaped}))
+        raise ModelFileError(
+            format_problems(source, {'missing': missing, 'unexpected': unexpected, 'wrong shape': misshaped})
+        )
     for k, a in arrays.items():
         targets[k].set_value(jnp.asarray(a, dtype=targets[k].get_value().dtype))
     return list(arrays)
@@ -84,11 +88,15 @@ def model_size(model_or_meta) -> dict:
     if isinstance(model_or_meta, dict):
         get = model_or_meta.get
     else:
+
         def get(key, default):
             return getattr(model_or_meta, key, default)
-    return {'backbone_width': float(get('backbone_width', 1.0)),
-            'backbone_depth': int(get('backbone_depth', BACKBONE_DEPTH)),
-            'num_channels': int(get('num_channels', 128))}
+
+    return {
+        'backbone_width': float(get('backbone_width', 1.0)),
+        'backbone_depth': int(get('backbone_depth', BACKBONE_DEPTH)),
+        'num_channels': int(get('num_channels', 128)),
+    }
 
 
 def model_summary(model: PoseNet) -> str:

@@ -27,6 +27,7 @@ lives in :mod:`lwop_jax.cli.synthetic`::
     python -m lwop_jax.synthetic --out DIR --num-images N [--seed S] [--width W] [--height H]
         [--max-people P] [--crowd-probability P] [--format jpg|png] [--workers K]
 """
+
 from lwop_jax.synthetic.dataset import JPEG_QUALITY, check_options, generate_dataset, image_file_name
 from lwop_jax.synthetic.scene import image_rng, render_image
 

@@ -12,6 +12,7 @@ figure map, in depth order):
 A crowd is one ``iscrowd`` 1 region (uncompressed RLE of its visible pixels, num_keypoints 0), as
 COCO does. OpenCV and NumPy.
 """
+
 import math
 
 import cv2
@@ -20,8 +21,13 @@ import numpy as np
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from lwop_jax.synthetic.body import KEYPOINT_PART_IDS, NUM_COCO_KEYPOINTS
 
-CATEGORY = {'id': 1, 'name': 'person', 'supercategory': 'person', 'keypoints': list(COCO_KEYPOINT_NAMES),
-            'skeleton': [list(pair) for pair in COCO_SKELETON]}
+CATEGORY = {
+    'id': 1,
+    'name': 'person',
+    'supercategory': 'person',
+    'keypoints': list(COCO_KEYPOINT_NAMES),
+    'skeleton': [list(pair) for pair in COCO_SKELETON],
+}
 
 
 def keypoint_flags(figure, label, figure_map, part_map, box, height, width):
@@ -35,9 +41,11 @@ def keypoint_flags(figure, label, figure_map, part_map, box, height, width):
             result.append((0.0, 0.0, 0))
             continue
         column, row = int(math.floor(x + 0.5)), int(math.floor(y + 0.5))
-        visible = (figure_map[row, column] == label
-                   and part_map[row - y0, column - x0] in owners[k]
-                   and not figure.faces_away[k])
+        visible = (
+            figure_map[row, column] == label
+            and part_map[row - y0, column - x0] in owners[k]
+            and not figure.faces_away[k]
+        )
         result.append((x, y, 2 if visible else 1))
     return result
 
@@ -53,8 +61,9 @@ def mask_polygons(mask, origin):
     doubled = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     origin = np.asarray(origin, dtype=np.float64)
-    return [(contour.reshape(-1, 2) / 2 + 0.25 + origin).reshape(-1).tolist()
-            for contour in contours if len(contour) >= 3]
+    return [
+        (contour.reshape(-1, 2) / 2 + 0.25 + origin).reshape(-1).tolist() for contour in contours if len(contour) >= 3
+    ]
 
 
 def mask_bbox(mask, origin=(0, 0)):
@@ -80,16 +89,25 @@ def person_annotation(image_id, keypoints, visible, box):
         x, y, w, h = bbox
         polygons = [[x, y, x + w, y, x + w, y + h, x, y + h]]
     return {
-        'image_id': image_id, 'category_id': 1, 'iscrowd': 0,
+        'image_id': image_id,
+        'category_id': 1,
+        'iscrowd': 0,
         'keypoints': [v for point in keypoints for v in point],
         'num_keypoints': sum(1 for point in keypoints if point[2] > 0),
-        'bbox': bbox, 'area': int(visible.sum()), 'segmentation': polygons,
+        'bbox': bbox,
+        'area': int(visible.sum()),
+        'segmentation': polygons,
     }
 
 
 def crowd_annotation(image_id, region):
     return {
-        'image_id': image_id, 'category_id': 1, 'iscrowd': 1,
-        'keypoints': [0] * (3 * NUM_COCO_KEYPOINTS), 'num_keypoints': 0,
-        'bbox': mask_bbox(region), 'area': int(region.sum()), 'segmentation': rle_encode(region),
+        'image_id': image_id,
+        'category_id': 1,
+        'iscrowd': 1,
+        'keypoints': [0] * (3 * NUM_COCO_KEYPOINTS),
+        'num_keypoints': 0,
+        'bbox': mask_bbox(region),
+        'area': int(region.sum()),
+        'segmentation': rle_encode(region),
     }

@@ -5,6 +5,7 @@ points, the parts and which keypoints they own) and the functions that turn a ra
 points: :func:`sample_body`, :func:`sample_pose`, :func:`skeleton_3d`, :func:`face_points_away`.
 NumPy only.
 """
+
 import math
 
 import numpy as np
@@ -20,10 +21,10 @@ SIDES = (('left', 1.0), ('right', -1.0))  # side name and sign of its lateral ax
 # with the ankle 0.04 above the floor, the hip joints come at 0.53, the shoulders at 0.82 and the
 # top of the head at ~1.0.
 BODY_LENGTHS = {
-    'torso': 0.29,              # hip-joint line to shoulder line
+    'torso': 0.29,  # hip-joint line to shoulder line
     'shoulder_half_width': 0.115,
-    'hip_half_width': 0.075,    # hip joints, narrower than the pelvis
-    'neck': 0.04,               # shoulder line to the bottom of the head sphere
+    'hip_half_width': 0.075,  # hip joints, narrower than the pelvis
+    'neck': 0.04,  # shoulder line to the bottom of the head sphere
     'head_radius': 0.056,
     'upper_arm': 0.186,
     'forearm': 0.146,
@@ -34,11 +35,16 @@ BODY_LENGTHS = {
 }
 # Capsule radius of each limb, fraction of the standing height.
 LIMB_RADII = {
-    'upper_arm': 0.030, 'forearm': 0.025, 'hand': 0.021,
-    'thigh': 0.048, 'shin': 0.036, 'foot': 0.020, 'neck': 0.026,
+    'upper_arm': 0.030,
+    'forearm': 0.025,
+    'hand': 0.021,
+    'thigh': 0.048,
+    'shin': 0.036,
+    'foot': 0.020,
+    'neck': 0.026,
 }
-LENGTH_JITTER = 0.04         # relative std of each length, per person
-WIDTH_JITTER = (0.85, 1.2)   # build: all widths and radii times this, per person
+LENGTH_JITTER = 0.04  # relative std of each length, per person
+WIDTH_JITTER = (0.85, 1.2)  # build: all widths and radii times this, per person
 HEAD_HEIGHT_TO_WIDTH = 1.22  # the head ellipse is taller than the sphere that holds the face points
 
 # Torso silhouette, top to bottom: (position along the spine, 0 = shoulder line, 1 = hip-joint line;
@@ -62,35 +68,103 @@ TORSO_LEVELS = (
 #   spine_pitch: + leaning forward;  spine_lateral: + bending to the person's left
 #   forearm_twist: plane of the elbow bend, 0 = forward, 90 = across the body
 JOINT_LIMITS = {
-    'arm_abduction': (-10, 175), 'arm_flexion': (-50, 170), 'elbow': (0, 150), 'forearm_twist': (-30, 90),
-    'hip_flexion': (-30, 125), 'hip_abduction': (-15, 60), 'knee': (0, 150),
-    'spine_pitch': (-20, 45), 'spine_lateral': (-20, 20), 'head_turn': (-60, 60), 'head_nod': (-25, 35),
+    'arm_abduction': (-10, 175),
+    'arm_flexion': (-50, 170),
+    'elbow': (0, 150),
+    'forearm_twist': (-30, 90),
+    'hip_flexion': (-30, 125),
+    'hip_abduction': (-15, 60),
+    'knee': (0, 150),
+    'spine_pitch': (-20, 45),
+    'spine_lateral': (-20, 20),
+    'head_turn': (-60, 60),
+    'head_nod': (-25, 35),
 }
 # Pose families: sampling weight and the (low, high) range of each angle; angles not listed are
 # drawn from DEFAULT_POSE_RANGES. 'gait' swings the legs (and the opposite arms) in anti-phase.
 DEFAULT_POSE_RANGES = {
-    'forearm_twist': (-20, 60), 'spine_pitch': (-5, 20), 'spine_lateral': (-6, 6),
-    'head_turn': (-35, 35), 'head_nod': (-10, 20), 'gait': (0, 0),
+    'forearm_twist': (-20, 60),
+    'spine_pitch': (-5, 20),
+    'spine_lateral': (-6, 6),
+    'head_turn': (-35, 35),
+    'head_nod': (-10, 20),
+    'gait': (0, 0),
 }
 POSE_FAMILIES = {
-    'stand': dict(weight=3, arm_abduction=(3, 25), arm_flexion=(-15, 25), elbow=(0, 40), hip_flexion=(-5, 10),
-                  hip_abduction=(0, 12), knee=(0, 10), spine_pitch=(-5, 8)),
-    'walk': dict(weight=3, arm_abduction=(3, 15), arm_flexion=(-5, 5), elbow=(5, 40), hip_flexion=(0, 5),
-                 hip_abduction=(0, 5), knee=(5, 35), spine_pitch=(0, 8), gait=(15, 30)),
-    'run': dict(weight=1, arm_abduction=(5, 20), arm_flexion=(-5, 5), elbow=(70, 110), hip_flexion=(10, 25),
-                hip_abduction=(0, 8), knee=(30, 100), spine_pitch=(5, 20), gait=(25, 45)),
-    'gesture': dict(weight=2, arm_abduction=(20, 170), arm_flexion=(-10, 110), elbow=(0, 130),
-                    hip_flexion=(-5, 10), hip_abduction=(0, 15), knee=(0, 15), spine_pitch=(-8, 10)),
-    'sit': dict(weight=1, arm_abduction=(0, 20), arm_flexion=(10, 50), elbow=(40, 100), hip_flexion=(75, 100),
-                hip_abduction=(0, 20), knee=(70, 100), spine_pitch=(-10, 10)),
-    'crouch': dict(weight=1, arm_abduction=(0, 40), arm_flexion=(20, 80), elbow=(20, 100),
-                   hip_flexion=(90, 120), hip_abduction=(5, 30), knee=(100, 140), spine_pitch=(15, 40)),
-    'free': dict(weight=1, **{name: limits for name, limits in JOINT_LIMITS.items()
-                              if name not in ('spine_pitch', 'spine_lateral', 'head_turn', 'head_nod')}),
+    'stand': dict(
+        weight=3,
+        arm_abduction=(3, 25),
+        arm_flexion=(-15, 25),
+        elbow=(0, 40),
+        hip_flexion=(-5, 10),
+        hip_abduction=(0, 12),
+        knee=(0, 10),
+        spine_pitch=(-5, 8),
+    ),
+    'walk': dict(
+        weight=3,
+        arm_abduction=(3, 15),
+        arm_flexion=(-5, 5),
+        elbow=(5, 40),
+        hip_flexion=(0, 5),
+        hip_abduction=(0, 5),
+        knee=(5, 35),
+        spine_pitch=(0, 8),
+        gait=(15, 30),
+    ),
+    'run': dict(
+        weight=1,
+        arm_abduction=(5, 20),
+        arm_flexion=(-5, 5),
+        elbow=(70, 110),
+        hip_flexion=(10, 25),
+        hip_abduction=(0, 8),
+        knee=(30, 100),
+        spine_pitch=(5, 20),
+        gait=(25, 45),
+    ),
+    'gesture': dict(
+        weight=2,
+        arm_abduction=(20, 170),
+        arm_flexion=(-10, 110),
+        elbow=(0, 130),
+        hip_flexion=(-5, 10),
+        hip_abduction=(0, 15),
+        knee=(0, 15),
+        spine_pitch=(-8, 10),
+    ),
+    'sit': dict(
+        weight=1,
+        arm_abduction=(0, 20),
+        arm_flexion=(10, 50),
+        elbow=(40, 100),
+        hip_flexion=(75, 100),
+        hip_abduction=(0, 20),
+        knee=(70, 100),
+        spine_pitch=(-10, 10),
+    ),
+    'crouch': dict(
+        weight=1,
+        arm_abduction=(0, 40),
+        arm_flexion=(20, 80),
+        elbow=(20, 100),
+        hip_flexion=(90, 120),
+        hip_abduction=(5, 30),
+        knee=(100, 140),
+        spine_pitch=(15, 40),
+    ),
+    'free': dict(
+        weight=1,
+        **{
+            name: limits
+            for name, limits in JOINT_LIMITS.items()
+            if name not in ('spine_pitch', 'spine_lateral', 'head_turn', 'head_nod')
+        },
+    ),
 }
-FACING_CAMERA_PROBABILITY = 0.7        # yaw within +-90 degrees (else seen from the back half)
+FACING_CAMERA_PROBABILITY = 0.7  # yaw within +-90 degrees (else seen from the back half)
 ROLL_STD_DEG, ROLL_MAX_DEG = 7.0, 20.0  # in-plane rotation of a person
-TUMBLE_PROBABILITY = 0.04              # ...or, rarely, anything in +-90 degrees (acrobatics, lying)
+TUMBLE_PROBABILITY = 0.04  # ...or, rarely, anything in +-90 degrees (acrobatics, lying)
 
 # Face points on the head sphere: direction (forward, up, left) in the head frame, and the least
 # component of that direction towards the camera for the point to count as visible (ears are
@@ -107,18 +181,28 @@ FACE_POINTS = {
 
 # Body parts: (name, from point, to point, radius key, colour role). The 3-D points are the 17 COCO
 # keypoints plus EXTRA_POINTS. 'torso' and 'head' are drawn as polygon and ellipse.
-EXTRA_POINTS = ('shoulder_center', 'hip_center', 'head_center', 'left_hand_tip', 'right_hand_tip',
-                'left_toe', 'right_toe')
+EXTRA_POINTS = (
+    'shoulder_center',
+    'hip_center',
+    'head_center',
+    'left_hand_tip',
+    'right_hand_tip',
+    'left_toe',
+    'right_toe',
+)
 POINT_INDEX = {name: index for index, name in enumerate(COCO_KEYPOINT_NAMES + EXTRA_POINTS)}
 LIMB_PARTS = tuple(
-    part for side, _ in SIDES for part in (
+    part
+    for side, _ in SIDES
+    for part in (
         (f'{side}_upper_arm', f'{side}_shoulder', f'{side}_elbow', 'upper_arm', 'shirt'),
         (f'{side}_forearm', f'{side}_elbow', f'{side}_wrist', 'forearm', 'sleeve'),
         (f'{side}_hand', f'{side}_wrist', f'{side}_hand_tip', 'hand', 'skin'),
         (f'{side}_thigh', f'{side}_hip', f'{side}_knee', 'thigh', 'trousers'),
         (f'{side}_shin', f'{side}_knee', f'{side}_ankle', 'shin', 'leg'),
         (f'{side}_foot', f'{side}_ankle', f'{side}_toe', 'foot', 'shoe'),
-    )) + (('neck', 'shoulder_center', 'head_center', 'neck', 'skin'),)
+    )
+) + (('neck', 'shoulder_center', 'head_center', 'neck', 'skin'),)
 PART_NAMES = ('torso', 'head') + tuple(part[0] for part in LIMB_PARTS)
 PART_ID = {name: index + 1 for index, name in enumerate(PART_NAMES)}  # 0 = background in part maps
 
@@ -127,10 +211,18 @@ PART_ID = {name: index + 1 for index, name in enumerate(PART_NAMES)}  # 0 = back
 # is hidden behind it.
 KEYPOINT_PARTS = {
     **dict.fromkeys(FACE_POINTS, ('head',)),
-    **{f'{side}_{joint}': tuple(f'{side}_{part}' for part in parts) for side, _ in SIDES
-       for joint, parts in (('shoulder', ('upper_arm',)), ('elbow', ('upper_arm', 'forearm')),
-                            ('wrist', ('forearm', 'hand')), ('hip', ('thigh',)), ('knee', ('thigh', 'shin')),
-                            ('ankle', ('shin', 'foot')))},
+    **{
+        f'{side}_{joint}': tuple(f'{side}_{part}' for part in parts)
+        for side, _ in SIDES
+        for joint, parts in (
+            ('shoulder', ('upper_arm',)),
+            ('elbow', ('upper_arm', 'forearm')),
+            ('wrist', ('forearm', 'hand')),
+            ('hip', ('thigh',)),
+            ('knee', ('thigh', 'shin')),
+            ('ankle', ('shin', 'foot')),
+        )
+    },
 }
 KEYPOINT_PART_IDS = tuple(tuple(PART_ID[part] for part in KEYPOINT_PARTS[name]) for name in COCO_KEYPOINT_NAMES)
 
@@ -167,8 +259,7 @@ def _orthogonal_unit(vector, axis, fallback):
 def sample_body(rng):
     """Per-person segment lengths and a width factor (build)."""
     factors = rng.normal(1.0, LENGTH_JITTER, size=len(BODY_LENGTHS)).tolist()
-    lengths = {name: value * clip(factor, 0.88, 1.12)
-               for (name, value), factor in zip(BODY_LENGTHS.items(), factors)}
+    lengths = {name: value * clip(factor, 0.88, 1.12) for (name, value), factor in zip(BODY_LENGTHS.items(), factors)}
     lengths['width'] = float(rng.uniform(*WIDTH_JITTER))
     return lengths
 
@@ -194,8 +285,9 @@ def sample_pose(rng, families=None):
             pose[f'{side}_{name}'] = draw(name)
         pose[f'{side}_hip_flexion'] = clip(draw('hip_flexion') + sign * swing, *JOINT_LIMITS['hip_flexion'])
         # Arms swing against the leg of their side.
-        pose[f'{side}_arm_flexion'] = clip(pose[f'{side}_arm_flexion'] - 0.8 * sign * swing,
-                                           *JOINT_LIMITS['arm_flexion'])
+        pose[f'{side}_arm_flexion'] = clip(
+            pose[f'{side}_arm_flexion'] - 0.8 * sign * swing, *JOINT_LIMITS['arm_flexion']
+        )
     # Most people in photos face the camera more or less.
     facing_camera = next(uniforms) < FACING_CAMERA_PROBABILITY
     pose['yaw'] = (-90.0 if facing_camera else 90.0) + 180.0 * next(uniforms)
@@ -235,8 +327,10 @@ def skeleton_3d(pose, body):
 
     _, torso_left, torso_front = torso
     yaw = _yaw_matrix(pose['yaw'])
-    axes = {'head': tuple(yaw @ axis for axis in head_axes),
-            'torso': tuple(yaw @ axis for axis in (torso_left, torso_front))}
+    axes = {
+        'head': tuple(yaw @ axis for axis in head_axes),
+        'torso': tuple(yaw @ axis for axis in (torso_left, torso_front)),
+    }
     return points @ yaw.T, axes
 
 
@@ -245,8 +339,9 @@ def _torso_frame(rad):
     sideways, and the torso frame is built around it."""
     x_axis, down, z_axis = np.eye(3)
     pitch, lateral = rad['spine_pitch'], rad['spine_lateral']
-    spine_up = _unit(-down * math.cos(pitch) * math.cos(lateral) + z_axis * math.sin(pitch)
-                     + x_axis * math.sin(lateral))
+    spine_up = _unit(
+        -down * math.cos(pitch) * math.cos(lateral) + z_axis * math.sin(pitch) + x_axis * math.sin(lateral)
+    )
     torso_left = _orthogonal_unit(x_axis, spine_up, z_axis)
     torso_front = _cross(spine_up, torso_left)
     return spine_up, torso_left, torso_front
@@ -258,15 +353,20 @@ def _arm_points(rad, body, side, sign, shoulder_center, torso):
     outward = sign * torso_left
     shoulder = shoulder_center + outward * body['shoulder_half_width']
     abduction, flexion = rad[f'{side}_arm_abduction'], rad[f'{side}_arm_flexion']
-    upper = (math.cos(abduction) * (-spine_up * math.cos(flexion) + torso_front * math.sin(flexion))
-             + outward * math.sin(abduction))
+    upper = math.cos(abduction) * (
+        -spine_up * math.cos(flexion) + torso_front * math.sin(flexion)
+    ) + outward * math.sin(abduction)
     elbow = shoulder + upper * body['upper_arm']
     twist = rad[f'{side}_forearm_twist']
     bend = _orthogonal_unit(torso_front * math.cos(twist) - outward * math.sin(twist), upper, spine_up)
     fore = math.cos(rad[f'{side}_elbow']) * upper + math.sin(rad[f'{side}_elbow']) * bend
     wrist = elbow + fore * body['forearm']
-    return {f'{side}_shoulder': shoulder, f'{side}_elbow': elbow, f'{side}_wrist': wrist,
-            f'{side}_hand_tip': wrist + fore * body['hand']}
+    return {
+        f'{side}_shoulder': shoulder,
+        f'{side}_elbow': elbow,
+        f'{side}_wrist': wrist,
+        f'{side}_hand_tip': wrist + fore * body['hand'],
+    }
 
 
 def _leg_points(rad, body, side, sign):
@@ -282,8 +382,12 @@ def _leg_points(rad, body, side, sign):
     knee = hip + thigh * body['thigh']
     ankle = knee + shin * body['shin']
     foot = _orthogonal_unit(z_axis, shin, down) * 0.9 + shin * 0.3
-    return {f'{side}_hip': hip, f'{side}_knee': knee, f'{side}_ankle': ankle,
-            f'{side}_toe': ankle + _unit(foot) * body['foot']}
+    return {
+        f'{side}_hip': hip,
+        f'{side}_knee': knee,
+        f'{side}_ankle': ankle,
+        f'{side}_toe': ankle + _unit(foot) * body['foot'],
+    }
 
 
 def _head_points(rad, body, shoulder_center, torso):

@@ -2,6 +2,7 @@
 as ``images/*.jpg``, then ``annotations.json``. The same arguments give the same bytes, whatever the
 number of processes.
 """
+
 import contextlib
 import functools
 import json
@@ -42,8 +43,14 @@ def _render_and_write(index, images_dir, seed, image_format, **scene):
     return entry, annotations
 
 
-def check_options(image_format='jpg', max_people=4, clutter_shapes=CLUTTER_SHAPES,
-                  min_person_height=MIN_PERSON_HEIGHT, max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE, height=480):
+def check_options(
+    image_format='jpg',
+    max_people=4,
+    clutter_shapes=CLUTTER_SHAPES,
+    min_person_height=MIN_PERSON_HEIGHT,
+    max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
+    height=480,
+):
     """Raises ValueError (one line) for options :func:`generate_dataset` cannot honour."""
     if image_format not in ('jpg', 'png'):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
@@ -52,14 +59,28 @@ def check_options(image_format='jpg', max_people=4, clutter_shapes=CLUTTER_SHAPE
     if not 0 <= clutter_shapes[0] <= clutter_shapes[1]:
         raise ValueError(f'clutter_shapes must be (fewest, most) with 0 <= fewest <= most, got {clutter_shapes}')
     if not 0 < min_person_height <= max_person_height * height:
-        raise ValueError(f'need 0 < min_person_height ({min_person_height} px) <= max_person_height x height '
-                         f'({max_person_height} x {height} px)')
+        raise ValueError(
+            f'need 0 < min_person_height ({min_person_height} px) <= max_person_height x height '
+            f'({max_person_height} x {height} px)'
+        )
 
 
-def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_people=4,
-                     crowd_probability=CROWD_PROBABILITY, image_format='jpg', workers=1, progress=False,
-                     min_person_height=MIN_PERSON_HEIGHT, max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
-                     people_inside=False, clutter_shapes=CLUTTER_SHAPES):
+def generate_dataset(
+    out_dir,
+    num_images,
+    seed=0,
+    width=640,
+    height=480,
+    max_people=4,
+    crowd_probability=CROWD_PROBABILITY,
+    image_format='jpg',
+    workers=1,
+    progress=False,
+    min_person_height=MIN_PERSON_HEIGHT,
+    max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
+    people_inside=False,
+    clutter_shapes=CLUTTER_SHAPES,
+):
     """Write a COCO person-keypoints data set: ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``.
 
     Deterministic: the same arguments give the same bytes, whatever ``workers``.
@@ -80,9 +101,19 @@ def generate_dataset(out_dir, num_images, seed=0, width=640, height=480, max_peo
     images_dir = out_dir / 'images'
     images_dir.mkdir(parents=True, exist_ok=True)
     render = functools.partial(
-        _render_and_write, images_dir=str(images_dir), seed=seed, width=width, height=height, max_people=max_people,
-        crowd_probability=crowd_probability, image_format=image_format, min_person_height=min_person_height,
-        max_person_height=max_person_height, people_inside=people_inside, clutter_shapes=tuple(clutter_shapes))
+        _render_and_write,
+        images_dir=str(images_dir),
+        seed=seed,
+        width=width,
+        height=height,
+        max_people=max_people,
+        crowd_probability=crowd_probability,
+        image_format=image_format,
+        min_person_height=min_person_height,
+        max_person_height=max_person_height,
+        people_inside=people_inside,
+        clutter_shapes=tuple(clutter_shapes),
+    )
     with _rendered_images(render, num_images, workers) as results:
         if progress:
             results = _with_progress(results, num_images)
@@ -110,8 +141,13 @@ def _with_progress(results, num_images):
 
 def _coco_dataset(seed, results):
     """The COCO dict of the data set: image entries in order, annotations numbered from 1."""
-    coco = {'info': {'description': f'lwop_jax synthetic people, seed {seed}', 'version': '1.0'},
-            'licenses': [], 'images': [], 'annotations': [], 'categories': [CATEGORY]}
+    coco = {
+        'info': {'description': f'lwop_jax synthetic people, seed {seed}', 'version': '1.0'},
+        'licenses': [],
+        'images': [],
+        'annotations': [],
+        'categories': [CATEGORY],
+    }
     for entry, annotations in results:
         coco['images'].append(entry)
         for annotation in annotations:

@@ -5,6 +5,7 @@ All person drawing uses cv2's fixed-point coordinates (FIXED_POINT_SHIFT bits of
 the anti-aliased picture (:func:`draw_figure`) and the part map (:func:`draw_part_map`, same shapes,
 no anti-aliasing) agree on which pixels a part covers.
 """
+
 import math
 
 import cv2
@@ -92,10 +93,24 @@ def _draw_head(image, figure, light, shaded):
     if radius >= 6:
         for eye in ('left_eye', 'right_eye'):
             if not figure.faces_away[KP[eye]]:
-                cv2.circle(image, _fixed(figure.point(eye)), max(int(radius * 0.12 * FIXED_ONE), FIXED_ONE),
-                           (30, 30, 30), -1, cv2.LINE_AA, FIXED_POINT_SHIFT)
-        cv2.circle(image, _fixed(figure.point('nose')), max(int(radius * 0.1 * FIXED_ONE), FIXED_ONE),
-                   skin_shadow, -1, cv2.LINE_AA, FIXED_POINT_SHIFT)
+                cv2.circle(
+                    image,
+                    _fixed(figure.point(eye)),
+                    max(int(radius * 0.12 * FIXED_ONE), FIXED_ONE),
+                    (30, 30, 30),
+                    -1,
+                    cv2.LINE_AA,
+                    FIXED_POINT_SHIFT,
+                )
+        cv2.circle(
+            image,
+            _fixed(figure.point('nose')),
+            max(int(radius * 0.1 * FIXED_ONE), FIXED_ONE),
+            skin_shadow,
+            -1,
+            cv2.LINE_AA,
+            FIXED_POINT_SHIFT,
+        )
 
 
 def draw_figure(image, figure, light, shaded=True):

@@ -4,6 +4,7 @@
 the torso silhouette); :func:`make_figure` samples pose, body and colour palette
 (:func:`sample_palette`) of a random person. NumPy only.
 """
+
 import colorsys
 import math
 
@@ -47,7 +48,7 @@ class Figure:
         roll = math.radians(pose['roll'])
         rotation = np.array([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
         self.points = points_3d[:, :2] @ rotation.T * height_px  # (len(POINT_INDEX), 2), hip centre at (0, 0)
-        self.depths = points_3d[:, 2]                            # units of height, + = nearer
+        self.depths = points_3d[:, 2]  # units of height, + = nearer
         # Projected unit axes (length < 1 when foreshortened).
         head_front, head_up, _ = axes['head']
         self.head_front_2d, self.head_up_2d = head_front[:2] @ rotation.T, head_up[:2] @ rotation.T
@@ -88,8 +89,15 @@ class Figure:
         for name, start, end, radius_key, role in LIMB_PARTS:
             # The neck joins torso and head: always over the torso, under the head.
             part_depth = body_depth + NECK_DEPTH_BIAS if name == 'neck' else (depth[start] + depth[end]) / 2
-            parts.append((part_depth, PART_ID[name], 'capsule',
-                          (self.point(start), self.point(end), self._radius(radius_key)), role))
+            parts.append(
+                (
+                    part_depth,
+                    PART_ID[name],
+                    'capsule',
+                    (self.point(start), self.point(end), self._radius(radius_key)),
+                    role,
+                )
+            )
         # The head always covers the top of its neck (a head leaning away from the camera too).
         head_depth = max(depth['head_center'] + HEAD_DEPTH_BIAS, body_depth + NECK_DEPTH_BIAS + 1e-3)
         parts.append((head_depth, PART_ID['head'], 'head', None, 'hair'))
@@ -115,11 +123,14 @@ class Figure:
         sides = {}
         for position, half_width, half_depth, role in TORSO_LEVELS:
             center = top + position * spine
-            half = width * math.hypot(half_width * np.dot(self.torso_left_2d, across),
-                                      half_depth * np.dot(self.torso_front_2d, across))
+            half = width * math.hypot(
+                half_width * np.dot(self.torso_left_2d, across), half_depth * np.dot(self.torso_front_2d, across)
+            )
             sides.setdefault(role, []).append((center + half * across, center - half * across))
-        return [(np.array([a for a, _ in levels] + [b for _, b in reversed(levels)]), role)
-                for role, levels in sides.items()]
+        return [
+            (np.array([a for a, _ in levels] + [b for _, b in reversed(levels)]), role)
+            for role, levels in sides.items()
+        ]
 
     def bounds(self):
         """(x0, y0, x1, y1) around everything drawn, pixels (generous)."""
@@ -148,7 +159,9 @@ def sample_palette(rng):
     shirt = _hsv_bgr(rng.random(), rng.uniform(0.15, 0.9), rng.uniform(0.25, 0.95))
     trousers = _hsv_bgr(rng.random(), rng.uniform(0.1, 0.7), rng.uniform(0.15, 0.7))
     palette = {
-        'skin': skin, 'shirt': shirt, 'trousers': trousers,
+        'skin': skin,
+        'shirt': shirt,
+        'trousers': trousers,
         'sleeve': shirt if rng.random() < 0.5 else skin,  # long or short sleeves
         'leg': trousers if rng.random() < 0.8 else skin,  # trousers or shorts
         'hair': np.array(HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))], dtype=np.float64),

@@ -5,6 +5,7 @@ People are drawn far (small) to near (large), each painted a second time into it
 all of them into one figure-label map in depth order (0 background, CROWD_LABEL, then
 FIRST_PERSON_LABEL + i for person i); the annotations are read off those maps.
 """
+
 import math
 
 import cv2
@@ -15,10 +16,10 @@ from lwop_jax.synthetic.drawing import CLUTTER_SHAPES, apply_camera_effects, dra
 from lwop_jax.synthetic.figure import make_figure
 
 # People per image and their placement.
-MIN_PERSON_HEIGHT = 40               # pixels, standing height
-MAX_PERSON_HEIGHT_TO_IMAGE = 1.3     # taller people are cut by the image border
-NEAR_PREVIOUS_PROBABILITY = 0.5      # place a person next to an earlier one, so that they overlap
-MIN_ANNOTATED_AREA = 16              # people with fewer visible pixels are drawn but not annotated
+MIN_PERSON_HEIGHT = 40  # pixels, standing height
+MAX_PERSON_HEIGHT_TO_IMAGE = 1.3  # taller people are cut by the image border
+NEAR_PREVIOUS_PROBABILITY = 0.5  # place a person next to an earlier one, so that they overlap
+MIN_ANNOTATED_AREA = 16  # people with fewer visible pixels are drawn but not annotated
 CROWD_PROBABILITY = 0.25
 CROWD_PEOPLE = (12, 40)
 CROWD_PERSON_HEIGHT = (22, 48)
@@ -46,8 +47,15 @@ def _stand_on(figure, x, feet_y):
     figure.translate((x - center_x, feet_y - low))
 
 
-def place_people(rng, height, width, max_people, min_person_height=MIN_PERSON_HEIGHT,
-                 max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE, people_inside=False):
+def place_people(
+    rng,
+    height,
+    width,
+    max_people,
+    min_person_height=MIN_PERSON_HEIGHT,
+    max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
+    people_inside=False,
+):
     """Random people on a ground plane, sorted far (small) to near (large): bigger people stand lower,
     some next to an earlier one (so they overlap), some cut by the image border unless
     ``people_inside`` (then each is moved, as little as needed, to lie wholly inside the image).
@@ -115,6 +123,7 @@ def draw_crowd(rng, image, figure_map, light):
     region = cv2.morphologyEx((union[y0:y1, x0:x1] > 0).astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
     figure_map[y0:y1, x0:x1][region] = CROWD_LABEL
 
+
 # ========================================================================================= images
 def image_rng(seed, index):
     """The generator of image ``index``: independent of every other image, so any order or process
@@ -122,9 +131,19 @@ def image_rng(seed, index):
     return np.random.default_rng([int(seed), int(index)])
 
 
-def render_image(index, seed=0, width=640, height=480, max_people=4, crowd_probability=CROWD_PROBABILITY,
-                 debug=False, min_person_height=MIN_PERSON_HEIGHT, max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
-                 people_inside=False, clutter_shapes=CLUTTER_SHAPES):
+def render_image(
+    index,
+    seed=0,
+    width=640,
+    height=480,
+    max_people=4,
+    crowd_probability=CROWD_PROBABILITY,
+    debug=False,
+    min_person_height=MIN_PERSON_HEIGHT,
+    max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
+    people_inside=False,
+    clutter_shapes=CLUTTER_SHAPES,
+):
     """Render image ``index`` of the data set of ``seed``.
 
     Returns:
@@ -200,7 +219,14 @@ def _debug_info(drawn, annotation_indices, figure_map, crowd_region):
         x0, y0, x1, y1 = box
         full_part_map = np.zeros_like(figure_map)
         full_part_map[y0:y1, x0:x1] = part_map
-        figures.append({'own_mask': full_part_map > 0, 'visible_mask': figure_map == label,
-                        'part_map': full_part_map, 'faces_away': figure.faces_away.copy(),
-                        'pose': dict(figure.pose), 'annotation_index': annotation_index})
+        figures.append(
+            {
+                'own_mask': full_part_map > 0,
+                'visible_mask': figure_map == label,
+                'part_map': full_part_map,
+                'faces_away': figure.faces_away.copy(),
+                'pose': dict(figure.pose),
+                'annotation_index': annotation_index,
+            }
+        )
     return {'figures': figures, 'crowd_mask': crowd_region, 'figure_map': figure_map}

@@ -1,6 +1,7 @@
 """Training checkpoints: orbax CheckpointManager items ``model`` + ``meta`` (loadable as a model file),
 ``train_state`` (iteration and optimizer state) and ``data`` (the data stream's position), so that a
 resumed run ends bit-identical to an uninterrupted one."""
+
 from __future__ import annotations
 
 import pathlib
@@ -17,10 +18,14 @@ from lwop_jax.training.step import TrainState, replicated
 
 
 def make_checkpoint_manager(workdir, config):
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints or None, create=True,
-                                           enable_async_checkpointing=config.async_checkpointing)
-    return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints', options=options,
-                                 item_names=('model', 'meta', 'train_state', 'data'))
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=config.keep_checkpoints or None, create=True, enable_async_checkpointing=config.async_checkpointing
+    )
+    return ocp.CheckpointManager(
+        pathlib.Path(workdir).absolute() / 'checkpoints',
+        options=options,
+        item_names=('model', 'meta', 'train_state', 'data'),
+    )
 
 
 def _model_tree(graphdef, state: TrainState):
@@ -32,13 +37,24 @@ def save_checkpoint(manager, graphdef, state: TrainState, data_position: dict, c
     """Saves at ``state.step``: ``model`` + ``meta`` (loadable by orbax_io.load_any), ``train_state``
     (iteration and optimizer state) and ``data`` (position of the data stream)."""
     step = int(jax.device_get(state.step))
-    meta = {'format': FORMAT_NAME, 'version': FORMAT_VERSION,
-            'num_refinement_stages': config.num_refinement_stages, 'step': step, **model_size(config),
-            'eval_num_refinement_stages': config.eval_num_refinement_stages or config.num_refinement_stages}
+    meta = {
+        'format': FORMAT_NAME,
+        'version': FORMAT_VERSION,
+        'num_refinement_stages': config.num_refinement_stages,
+        'step': step,
+        **model_size(config),
+        'eval_num_refinement_stages': config.eval_num_refinement_stages or config.num_refinement_stages,
+    }
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}
-    manager.save(step, args=ocp.args.Composite(
-        model=ocp.args.StandardSave(_model_tree(graphdef, state)), meta=ocp.args.JsonSave(meta),
-        train_state=ocp.args.StandardSave(train_state), data=ocp.args.JsonSave(data_position)))
+    manager.save(
+        step,
+        args=ocp.args.Composite(
+            model=ocp.args.StandardSave(_model_tree(graphdef, state)),
+            meta=ocp.args.JsonSave(meta),
+            train_state=ocp.args.StandardSave(train_state),
+            data=ocp.args.JsonSave(data_position),
+        ),
+    )
 
 
 def _opt_leaves(opt_state) -> dict:
@@ -57,9 +73,14 @@ def restore_checkpoint(manager, graphdef, state: TrainState, mesh: Mesh) -> tupl
 
     model_tree = _model_tree(graphdef, state)
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}
-    restored = manager.restore(step, args=ocp.args.Composite(
-        model=ocp.args.StandardRestore(abstract(model_tree)),
-        train_state=ocp.args.StandardRestore(abstract(train_state)), data=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            model=ocp.args.StandardRestore(abstract(model_tree)),
+            train_state=ocp.args.StandardRestore(abstract(train_state)),
+            data=ocp.args.JsonRestore(),
+        ),
+    )
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     model_state = nnx.state(model)
     nnx.replace_by_pure_dict(model_state, restored['model'])
@@ -67,6 +88,7 @@ def restore_checkpoint(manager, graphdef, state: TrainState, mesh: Mesh) -> tupl
     _, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     leaves = [restored['train_state']['opt_state'][key] for key in sorted(restored['train_state']['opt_state'])]
     opt_state = jax.tree.unflatten(jax.tree.structure(state.opt_state), leaves)
-    new_state = TrainState(step=restored['train_state']['step'], params=params, batch_stats=batch_stats,
-                           opt_state=opt_state)
+    new_state = TrainState(
+        step=restored['train_state']['step'], params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
     return new_state, dict(restored['data'])

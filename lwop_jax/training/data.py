@@ -3,6 +3,7 @@
 :func:`train_data_from_config` maps the config's data keys onto the tf.data pipeline
 (:mod:`lwop_jax.data.pipeline`) in one place: ``train.py`` and the demo both build their input this way.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ from lwop_jax.errors import TrainingError
 class TrainData(NamedTuple):
     """The training stream: ``batches(start_batch)`` yields this process's batches (dicts of arrays
     'image', 'heatmaps', 'pafs', 'mask') from batch number ``start_batch`` on, forever."""
+
     num_examples: int
     batches: Callable[[int], Iterator[dict]]
 
@@ -34,17 +36,27 @@ def steps_per_epoch(num_examples: int, global_batch_size: int, batches_per_iter:
 def pipeline_arguments(config) -> dict:
     """The config's data keys as :func:`lwop_jax.data.pipeline.make_train_dataset` arguments (this
     process's share of the global batch)."""
-    return dict(batch_size=config.batch_size // jax.process_count(), crop_size=config.crop_size,
-                stride=config.stride, sigma=config.sigma, paf_thickness=config.paf_thickness, seed=config.seed,
-                augment=config.augment, max_rotate_degree=config.max_rotate_degree, shuffle=config.shuffle,
-                process_index=jax.process_index(), process_count=jax.process_count(),
-                num_parallel_calls=config.num_parallel_calls if config.num_parallel_calls > 0 else None)
+    return dict(
+        batch_size=config.batch_size // jax.process_count(),
+        crop_size=config.crop_size,
+        stride=config.stride,
+        sigma=config.sigma,
+        paf_thickness=config.paf_thickness,
+        seed=config.seed,
+        augment=config.augment,
+        max_rotate_degree=config.max_rotate_degree,
+        shuffle=config.shuffle,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_parallel_calls=config.num_parallel_calls if config.num_parallel_calls > 0 else None,
+    )
 
 
 def train_data_from_config(config) -> TrainData:
     """The tf.data COCO pipeline for ``config.train_labels`` / ``config.train_images``, one shard per process."""
     labels = load_training_labels(config.train_labels, config.train_images, net_input_size=config.label_net_input_size)
     from lwop_jax.data import pipeline  # TensorFlow (the [train] extra) loads only when training starts
+
     arguments = pipeline_arguments(config)
 
     def batches(start_batch):

@@ -13,6 +13,7 @@ The price: the process keeps its peak heap until it exits, which a training proc
 first step anyway. It must run before JAX starts its thread pools (threads that already allocated keep
 their arena). ``LWOP_JAX_KEEP_FREED_MEMORY=0`` turns it off; it does nothing off glibc.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -40,5 +41,6 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     # Order matters: with mmap off, a big block from a thread arena would still fall back to mmap.
     # A trim threshold of -1 disables trimming (glibc's documented value; mallopt takes an int).
-    return all(mallopt(param, value) == 1 for param, value in
-               ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
+    return all(
+        mallopt(param, value) == 1 for param, value in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
+    )

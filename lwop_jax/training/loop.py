@@ -14,6 +14,7 @@ checkpointing, monitoring). What carries over from the original, and where this 
   are all in the orbax checkpoint (:mod:`.checkpointing`). (The original restarted the interrupted
   epoch from its beginning and stepped the scheduler again.)
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,9 @@ def _check_batch_size(config, mesh: Mesh):
         raise TrainingError(f'batch_size {config.batch_size} is not divisible by the {mesh.size} devices')
 
 
-def train_and_evaluate(config, workdir, *, train_data: TrainData | None = None,
-                       evaluate_fn: Callable | None | str = 'default') -> TrainState:
+def train_and_evaluate(
+    config, workdir, *, train_data: TrainData | None = None, evaluate_fn: Callable | None | str = 'default'
+) -> TrainState:
     """Trains as ``config`` says, writing checkpoints and TensorBoard logs into ``workdir``.
 
     Resumes from the latest checkpoint in ``workdir/checkpoints`` when there is one (exactly:
@@ -87,16 +89,27 @@ def train_and_evaluate(config, workdir, *, train_data: TrainData | None = None,
     train_data = train_data or train_data_from_config(config)
     iterations_per_epoch = steps_per_epoch(train_data.num_examples, config.batch_size, config.batches_per_iter)
     num_steps = total_train_steps(config, iterations_per_epoch)
-    logger.info('%d examples, %d iterations per epoch, %d iterations, %d devices, global batch %d x %d',
-                train_data.num_examples, iterations_per_epoch, num_steps, mesh.size, config.batch_size,
-                config.batches_per_iter)
+    logger.info(
+        '%d examples, %d iterations per epoch, %d iterations, %d devices, global batch %d x %d',
+        train_data.num_examples,
+        iterations_per_epoch,
+        num_steps,
+        mesh.size,
+        config.batch_size,
+        config.batches_per_iter,
+    )
 
     manager = make_checkpoint_manager(workdir, config)
     resuming = manager.latest_step() is not None
     model = create_model(config, load_init_weights=not resuming)  # a resumed run's weights come from its checkpoint
-    tx = make_optimizer(model, base_lr=config.base_lr, weight_decay=config.weight_decay,
-                        steps_per_epoch=iterations_per_epoch, drop_epochs=tuple(config.lr_drop_epochs),
-                        drop_factor=config.lr_drop_factor)
+    tx = make_optimizer(
+        model,
+        base_lr=config.base_lr,
+        weight_decay=config.weight_decay,
+        steps_per_epoch=iterations_per_epoch,
+        drop_epochs=tuple(config.lr_drop_epochs),
+        drop_factor=config.lr_drop_factor,
+    )
     graphdef, state = create_train_state(model, tx)
     del model
     if resuming:
@@ -109,8 +122,9 @@ def train_and_evaluate(config, workdir, *, train_data: TrainData | None = None,
     if evaluate_fn == 'default':
         evaluate_fn = default_evaluate_fn(config, workdir)
     try:
-        state = _train_loop(config, workdir, graphdef, tx, state, mesh, manager, train_data, evaluate_fn,
-                            start_step, num_steps)
+        state = _train_loop(
+            config, workdir, graphdef, tx, state, mesh, manager, train_data, evaluate_fn, start_step, num_steps
+        )
     finally:
         manager.wait_until_finished()
         manager.close()
@@ -118,10 +132,11 @@ def train_and_evaluate(config, workdir, *, train_data: TrainData | None = None,
 
 
 def _check_data_position(position: dict, config):
-    if position.get('global_batch_size') not in (None, config.batch_size) or \
-            position.get('batches_per_iter') not in (None, config.batches_per_iter):
-        logger.warning('resuming with a different batch size (%s): the data stream will not continue exactly',
-                       position)
+    if position.get('global_batch_size') not in (None, config.batch_size) or position.get('batches_per_iter') not in (
+        None,
+        config.batches_per_iter,
+    ):
+        logger.warning('resuming with a different batch size (%s): the data stream will not continue exactly', position)
 
 
 class _Metrics:
@@ -133,7 +148,7 @@ class _Metrics:
         self.manager = manager
         self.last_good_checkpoint = manager.latest_step()
         self.pending = []  # (step, metrics on device) not yet checked
-        self.window = []   # host metrics since the last log line
+        self.window = []  # host metrics since the last log line
         self.window_start = time.perf_counter()
 
     def add(self, step: int, metrics) -> None:
@@ -148,8 +163,12 @@ class _Metrics:
                 last = self.last_good_checkpoint
                 raise NonFiniteLossError(
                     f'non-finite loss at iteration {step}: {_format(host)}; training stopped. '
-                    + (f'The last good checkpoint is iteration {last} in {self.manager.directory}.'
-                       if last is not None else 'No checkpoint was written yet.'))
+                    + (
+                        f'The last good checkpoint is iteration {last} in {self.manager.directory}.'
+                        if last is not None
+                        else 'No checkpoint was written yet.'
+                    )
+                )
             self.window.append(host)
         self.pending = []
 
@@ -181,11 +200,15 @@ def _events(config, step: int, num_steps: int, validating: bool) -> set[str]:
 def _log(metrics: _Metrics, monitor, progress, config, step: int, iterations_per_epoch: int) -> None:
     means, rate = metrics.take_window()
     # lr of the x1 groups, as optax computed it for this update
-    means['learning_rate'] = config.base_lr * float(epoch_lr_factor(
-        step - 1, iterations_per_epoch, tuple(config.lr_drop_epochs), config.lr_drop_factor))
+    means['learning_rate'] = config.base_lr * float(
+        epoch_lr_factor(step - 1, iterations_per_epoch, tuple(config.lr_drop_epochs), config.lr_drop_factor)
+    )
     images_per_sec = rate * config.batch_size * config.batches_per_iter
-    monitor.scalars(step, {f'train/{k}': v for k, v in means.items()}
-                    | {'train/iterations_per_sec': rate, 'train/images_per_sec': images_per_sec})
+    monitor.scalars(
+        step,
+        {f'train/{k}': v for k, v in means.items()}
+        | {'train/iterations_per_sec': rate, 'train/images_per_sec': images_per_sec},
+    )
     progress.set_postfix(loss=f'{means["loss"]:.2f}', lr=f'{means["learning_rate"]:.2e}')
     logger.info('iteration %d: %s (%.2f it/s)', step, _format(means), rate)
 
@@ -194,8 +217,14 @@ def _train_loop(config, workdir, graphdef, tx, state, mesh, manager, train_data,
     step_fn = jit_train_step(graphdef, tx, mesh)
     batches = train_data.batches(start_step * config.batches_per_iter)
     monitor = Monitor(workdir, config.tensorboard)
-    progress = tqdm(total=num_steps, initial=start_step, desc='train', unit='it',
-                    disable=jax.process_index() != 0, dynamic_ncols=True)
+    progress = tqdm(
+        total=num_steps,
+        initial=start_step,
+        desc='train',
+        unit='it',
+        disable=jax.process_index() != 0,
+        dynamic_ncols=True,
+    )
     metrics = _Metrics(manager)
     iterations_per_epoch = steps_per_epoch(train_data.num_examples, config.batch_size, config.batches_per_iter)
     for step in range(start_step + 1, num_steps + 1):
@@ -211,9 +240,18 @@ def _train_loop(config, workdir, graphdef, tx, state, mesh, manager, train_data,
         if 'image' in events:
             _image_summary(monitor, graphdef, state, local[0], config, step)
         if 'checkpoint' in events:
-            save_checkpoint(manager, graphdef, state, {
-                'batches_consumed': step * config.batches_per_iter, 'global_batch_size': config.batch_size,
-                'batches_per_iter': config.batches_per_iter, 'seed': config.seed}, config)
+            save_checkpoint(
+                manager,
+                graphdef,
+                state,
+                {
+                    'batches_consumed': step * config.batches_per_iter,
+                    'global_batch_size': config.batch_size,
+                    'batches_per_iter': config.batches_per_iter,
+                    'seed': config.seed,
+                },
+                config,
+            )
             metrics.last_good_checkpoint = step
         if 'validate' in events:
             _validate(evaluate_fn, graphdef, state, config, monitor, step)
@@ -235,8 +273,11 @@ def _image_summary(monitor, graphdef, state, local_batch, config, step):
     model = model_from_state(graphdef, state)
     image = np.asarray(local_batch['image'][:1], np.float32)
     predicted = np.asarray(model(jnp.asarray(image))[-1][0][0])
-    monitor.image(step, 'train/heatmaps_input_target_predicted',
-                  heatmap_panel(image[0], local_batch['heatmaps'][0], predicted, config.stride))
+    monitor.image(
+        step,
+        'train/heatmaps_input_target_predicted',
+        heatmap_panel(image[0], local_batch['heatmaps'][0], predicted, config.stride),
+    )
 
 
 def _validate(evaluate_fn, graphdef, state, config, monitor, step):

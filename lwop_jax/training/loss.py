@@ -1,4 +1,5 @@
 """The original's training loss: squared, masked differences over every stage's heatmaps and PAFs."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -1,5 +1,6 @@
 """The network a training run starts from: its size and compute dtype from the config, its weights random,
 from MobileNet ImageNet weights, or from an lwop_jax / torch checkpoint (weights only)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,10 +23,14 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
     dtypes = {'float32': None, 'bfloat16': jnp.bfloat16}
     if config.compute_dtype not in dtypes:
         raise TrainingError(f'compute_dtype must be one of {sorted(dtypes)}, not {config.compute_dtype!r}')
-    model = PoseNet(num_refinement_stages=config.num_refinement_stages, num_channels=config.num_channels,
-                    backbone_width=config.backbone_width, backbone_depth=config.backbone_depth,
-                    dtype=dtypes[config.compute_dtype],
-                    rngs=nnx.Rngs(config.seed))
+    model = PoseNet(
+        num_refinement_stages=config.num_refinement_stages,
+        num_channels=config.num_channels,
+        backbone_width=config.backbone_width,
+        backbone_depth=config.backbone_depth,
+        dtype=dtypes[config.compute_dtype],
+        rngs=nnx.Rngs(config.seed),
+    )
     if not load_init_weights:
         return model
     if config.init_from and config.from_mobilenet:
@@ -53,5 +58,9 @@ def init_weights_from(model: PoseNet, path) -> None:
         raise ModelFileError(f'{path}: lacks {not_stages[:8]} ({len(not_stages)} tensors)')
     assign(model, arrays, str(path), strict=False)
     new_stages = sorted({'.'.join(key.split('.')[:2]) for key in missing})
-    logger.info('initialised %d tensors from %s%s', len(arrays), path,
-                 f'; {", ".join(new_stages)} keep their initialisation' if new_stages else '')
+    logger.info(
+        'initialised %d tensors from %s%s',
+        len(arrays),
+        path,
+        f'; {", ".join(new_stages)} keep their initialisation' if new_stages else '',
+    )

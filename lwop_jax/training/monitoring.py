@@ -1,5 +1,6 @@
 """What a training run shows: TensorBoard scalars and heatmap pictures (process 0 only), and the periodic
 COCO validation hook."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,19 +29,24 @@ class Monitor:
         if enabled and jax.process_index() == 0:
             import tensorflow as tf  # the [train] extra; only process 0 with TensorBoard on loads it here
             from tensorflow.core.framework import summary_pb2
+
             tf.config.set_visible_devices([], 'GPU')  # TF must not take the accelerator's memory
             self._tf = tf
-            self._metadata = {plugin: summary_pb2.SummaryMetadata(
-                plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
-                for plugin in ('scalars', 'images')}
+            self._metadata = {
+                plugin: summary_pb2.SummaryMetadata(
+                    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
+                )
+                for plugin in ('scalars', 'images')
+            }
             self.writer = tf.summary.create_file_writer(str(pathlib.Path(workdir) / 'tensorboard'))
 
     def scalars(self, step: int, values: dict):
         if self.writer is not None:
             with self.writer.as_default(step=step):
                 for name, value in values.items():
-                    self._tf.summary.write(name, self._tf.constant(float(value), self._tf.float32),
-                                           metadata=self._metadata['scalars'])
+                    self._tf.summary.write(
+                        name, self._tf.constant(float(value), self._tf.float32), metadata=self._metadata['scalars']
+                    )
 
     def image(self, step: int, name: str, image: np.ndarray):
         """``image``: (H, W, 3) floats in [0, 1]."""
@@ -65,8 +71,10 @@ def heatmap_panel(image, target_heatmaps, predicted_heatmaps, stride: int) -> np
     bgr = np.clip(np.asarray(image)[::stride, ::stride] * 256 + 128, 0, 255) / 255
     h, w = target_heatmaps.shape[:2]
     rgb = bgr[:h, :w, ::-1]
-    panels = [np.repeat(np.clip(np.max(np.asarray(m)[..., :-1], axis=-1), 0, 1)[..., None], 3, axis=-1)
-              for m in (target_heatmaps, predicted_heatmaps)]
+    panels = [
+        np.repeat(np.clip(np.max(np.asarray(m)[..., :-1], axis=-1), 0, 1)[..., None], 3, axis=-1)
+        for m in (target_heatmaps, predicted_heatmaps)
+    ]
     return np.concatenate([rgb] + panels, axis=1).astype(np.float32)
 
 
@@ -82,4 +90,5 @@ def default_evaluate_fn(config, workdir) -> Callable | None:
 
     def evaluate(model):
         return evaluate_model(model, config.val_labels, config.val_images, output_path=output)
+
     return evaluate

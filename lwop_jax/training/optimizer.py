@@ -1,5 +1,6 @@
 """The original's optimizer: Adam with 13 parameter groups (lr x1/x2/x4/x8, L2 weight decay where the
 original applies it) and MultiStepLR x0.333 at epochs 100, 200, 260, as one optax transformation."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,7 @@ PARAM_GROUPS = (
     ParamGroup('refinement_bn_bias', 2, False),
 )
 _GROUP_BY_NAME = {group.name: group for group in PARAM_GROUPS}
-_PART_PREFIX = {'model': 'backbone', 'cpm': 'cpm', 'initial_stage': 'initial_stage',
-                'refinement_stages': 'refinement'}
+_PART_PREFIX = {'model': 'backbone', 'cpm': 'cpm', 'initial_stage': 'initial_stage', 'refinement_stages': 'refinement'}
 
 
 def _group_of(part: str, module: nnx.Module, leaf: str) -> str | None:
@@ -126,6 +126,7 @@ def scale_by_group_learning_rate(schedule: Callable, multipliers: Callable) -> o
 
     ``multipliers(params)`` gives a float per leaf. One scalar lr per group, as torch computes it.
     """
+
     def init_fn(params):
         del params
         return ScaleByGroupLearningRateState(count=jnp.zeros((), jnp.int32))
@@ -139,8 +140,15 @@ def scale_by_group_learning_rate(schedule: Callable, multipliers: Callable) -> o
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(model: PoseNet, *, base_lr: float, weight_decay: float, steps_per_epoch: int,
-                   drop_epochs=(100, 200, 260), drop_factor: float = 0.333) -> optax.GradientTransformation:
+def make_optimizer(
+    model: PoseNet,
+    *,
+    base_lr: float,
+    weight_decay: float,
+    steps_per_epoch: int,
+    drop_epochs=(100, 200, 260),
+    drop_factor: float = 0.333,
+) -> optax.GradientTransformation:
     """Adam with the original's 13 parameter groups and MultiStepLR, for ``nnx.state(model, nnx.Param)``.
 
     Per group: L2 weight decay added to the gradient *before* Adam (torch ``Adam(weight_decay=...)``,
@@ -148,6 +156,7 @@ def make_optimizer(model: PoseNet, *, base_lr: float, weight_decay: float, steps
     ``-base_lr * multiplier * 0.333 ** drops``. One Adam over all leaves with per-leaf group settings:
     13 masked Adams (optax.multi_transform) gave the same numbers but made the update 15x slower on CPU.
     """
+
     def groups(params):
         return param_group_tree(model, params)
 
@@ -161,5 +170,8 @@ def make_optimizer(model: PoseNet, *, base_lr: float, weight_decay: float, steps
         return base_lr * epoch_lr_factor(count, steps_per_epoch, drop_epochs, drop_factor)
 
     decay = [optax.add_decayed_weights(weight_decay, mask=decays)] if weight_decay else []
-    return optax.chain(*decay, optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS),
-                       scale_by_group_learning_rate(schedule, multipliers))
+    return optax.chain(
+        *decay,
+        optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS),
+        scale_by_group_learning_rate(schedule, multipliers),
+    )

@@ -1,4 +1,5 @@
 """A recipe config's stages (configs/coco_recipe.py) run one after another, each from the one before."""
+
 from __future__ import annotations
 
 import logging

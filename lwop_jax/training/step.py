@@ -4,6 +4,7 @@ batch sharded along a 1-d device mesh of all processes, parameters replicated.
 BatchNorm statistics are computed over the *global* batch (sync BN), so results do not depend on the
 device count; the original's ``DataParallel`` normalised each GPU's slice separately.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,7 +27,8 @@ DATA_AXIS = 'data'
 @struct.dataclass
 class TrainState:
     """Everything that changes during training; a pytree (jit/donate/shard as a whole)."""
-    step: jax.Array          # iterations (optimizer steps) done
+
+    step: jax.Array  # iterations (optimizer steps) done
     params: nnx.State
     batch_stats: nnx.State
     opt_state: optax.OptState
@@ -36,26 +38,30 @@ def create_train_state(model: PoseNet, tx: optax.GradientTransformation) -> tupl
     """Splits a model (put in training mode) into its static graph and a :class:`TrainState`."""
     model.set_training(True)
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graphdef, TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                                opt_state=tx.init(params))
+    return graphdef, TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=tx.init(params)
+    )
 
 
-def model_from_state(graphdef: nnx.GraphDef, state: TrainState, *, num_refinement_stages: int | None = None,
-                     training: bool = False) -> PoseNet:
+def model_from_state(
+    graphdef: nnx.GraphDef, state: TrainState, *, num_refinement_stages: int | None = None, training: bool = False
+) -> PoseNet:
     """A float32 PoseNet with the state's weights (eval mode by default), optionally with fewer stages.
 
     The original evaluates its 3-stage run with 1 refinement stage (the later stages are discarded).
     """
     trained = nnx.merge(graphdef, state.params, state.batch_stats)
     k = trained.num_refinement_stages if num_refinement_stages is None else num_refinement_stages
-    arrays = keep_refinement_stages({key: np.asarray(jax.device_get(var.get_value()))
-                                     for key, var in variables(trained).items()}, k)
+    arrays = keep_refinement_stages(
+        {key: np.asarray(jax.device_get(var.get_value())) for key, var in variables(trained).items()}, k
+    )
     model = empty_model(k, **model_size(trained))
     assign(model, arrays, 'training state')
     return model.set_training(training)
 
 
 # --------------------------------------------------------------------------------------- step
+
 
 def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, state: TrainState, batches: dict):
     """One iteration: forward/backward over ``batches_per_iter`` batches, then one optimizer update.
@@ -108,9 +114,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def jit_train_step(graphdef, tx, mesh: Mesh):
     """``train_step`` compiled for the mesh: state replicated and donated, batches sharded."""
-    return jax.jit(functools.partial(train_step, graphdef, tx),
-                   in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                   out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=(0,))
+    return jax.jit(
+        functools.partial(train_step, graphdef, tx),
+        in_shardings=(replicated(mesh), batch_sharding(mesh)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+        donate_argnums=(0,),
+    )
 
 
 def replicate_state(state: TrainState, mesh: Mesh) -> TrainState:
@@ -121,6 +130,9 @@ def replicate_state(state: TrainState, mesh: Mesh) -> TrainState:
 def global_batch(local_batches: list[dict], mesh: Mesh) -> dict:
     """Stacks this process's K batches to (K, B_local, ...) and assembles the global (K, B, ...) arrays."""
     sharding = batch_sharding(mesh)
-    return {key: jax.make_array_from_process_local_data(
-        sharding, np.stack([np.asarray(b[key], np.float32) for b in local_batches]))
-        for key in ('image', 'heatmaps', 'pafs', 'mask')}
+    return {
+        key: jax.make_array_from_process_local_data(
+            sharding, np.stack([np.asarray(b[key], np.float32) for b in local_batches])
+        )
+        for key in ('image', 'heatmaps', 'pafs', 'mask')
+    }
