@@ -19,7 +19,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lwop_jax import coco_eval, runtime  # noqa: E402
+from lwop_jax.evaluation import coco_eval  # noqa: E402
+from lwop_jax.inference import backends as runtime  # noqa: E402
 
 
 def parse_args():

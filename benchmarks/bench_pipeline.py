@@ -3,7 +3,7 @@
 Two measurements:
 
 1. single-threaded (one core, ``cv2.setNumThreads(0)``): the per-sample stages of
-   :func:`lwop_jax.data.pipeline.process_sample` timed one by one (read file, JPEG decode,
+   :func:`lwop_jax.data.samples.process_sample` timed one by one (read file, JPEG decode,
    augmentation draw, warp of image/mask/keypoints, targets = heatmaps + PAFs + stride-8 mask),
    with and without reduced-size JPEG decoding;
 2. the full tf.data pipeline (parallel map, batching, prefetch) on all cores of this machine.
@@ -25,7 +25,7 @@ import time
 
 import cv2
 
-from lwop_jax.data import augment, coco, pipeline
+from lwop_jax.data import augment, coco, pipeline, samples
 from lwop_jax.data.coco import convert_keypoints
 from lwop_jax.data.targets import render_targets
 
@@ -41,10 +41,10 @@ def timed_sample(source, index, rng, config, times):
     after_read = clock()
     label = inputs.label
     width, height = int(label['img_width']), int(label['img_height'])
-    params = pipeline.sample_params(label, rng, config)
-    reduction = pipeline.decode_reduction(params.scale, config.reduced_decode)
+    params = samples.sample_params(label, rng, config)
+    reduction = samples.decode_reduction(params.scale, config.reduced_decode)
     after_draw = clock()
-    image = pipeline.decode_image(inputs.image_bytes, width, height, reduction)
+    image = samples.decode_image(inputs.image_bytes, width, height, reduction)
     after_decode = clock()
     full_mask = inputs.crowd_mask() if inputs.crowd_mask is not None else None
     keypoints = convert_keypoints(inputs.keypoints, width, height)
@@ -53,7 +53,7 @@ def timed_sample(source, index, rng, config, times):
     )
     after_warp = clock()
     render_targets(keypoints, config.crop_size, config.crop_size, config.stride, config.sigma, config.paf_thickness)
-    pipeline.stride_mask(crop_mask, config)
+    samples.stride_mask(crop_mask, config)
     after_targets = clock()
     for stage, seconds in (
         ('read file', after_read - start),
@@ -68,8 +68,8 @@ def timed_sample(source, index, rng, config, times):
 
 def single_threaded(labels, images_dir, samples, reduced_decode):
     cv2.setNumThreads(0)
-    source = pipeline.LabelFileSource(labels, images_dir)
-    config = pipeline.SampleConfig(reduced_decode=reduced_decode)
+    source = samples.LabelFileSource(labels, images_dir)
+    config = samples.SampleConfig(reduced_decode=reduced_decode)
     for index in range(len(labels)):  # warm-up (page cache, lazy imports)
         timed_sample(source, index, pipeline.sample_rng(99, 0, index), config, collections.Counter())
     times, reductions = collections.Counter(), collections.Counter()
@@ -79,7 +79,7 @@ def single_threaded(labels, images_dir, samples, reduced_decode):
     # The real thing end to end, for comparison with the sum of the stages.
     start, start_cpu = time.perf_counter(), time.process_time()
     for position in range(samples):
-        pipeline.process_sample(source.load(position % len(labels)), pipeline.sample_rng(0, 0, position), config)
+        samples.process_sample(source.load(position % len(labels)), pipeline.sample_rng(0, 0, position), config)
     return times, reductions, time.perf_counter() - start, time.process_time() - start_cpu
 
 

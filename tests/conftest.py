@@ -50,3 +50,10 @@ def overfit_onnx(reference_dir, model_cache):
     from lwop_jax.inference import backends as runtime
 
     return runtime.converted_onnx(reference_dir / 'lwop_overfit_coco4.pth')
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that compare with the original's fixtures are marked ``parity`` (``-m parity`` runs them)."""
+    for item in items:
+        if {'reference_dir', 'overfit_onnx'} & set(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.parity)

@@ -18,7 +18,7 @@ import pytest
 
 from lwop_jax.cli import evaluate
 from lwop_jax.errors import InputFileError
-from lwop_jax.evaluation import coco_eval, detect
+from lwop_jax.evaluation import ceiling, coco_eval, detect, subsets
 from lwop_jax.inference import backends as runtime
 from lwop_jax.skeleton import FLIP_KEYPOINTS, NUM_HEATMAPS, PAF_LIMBS
 
@@ -201,8 +201,8 @@ def test_decoder_oracle_through_upsampling_and_scoring(reference_dir, mini):
 def test_ground_truth_ceiling_is_high_on_coco_and_drops_with_the_input_size(mini):
     """Perfect stride-8 maps of the 12 annotated people through the evaluation path: near-perfect AP at
     the val height 368 (the people are large); at a quarter of that the stride costs most of it."""
-    full = coco_eval.ground_truth_ceiling(*mini)
-    small = coco_eval.ground_truth_ceiling(*mini, base_height=92)
+    full = ceiling.ground_truth_ceiling(*mini)
+    small = ceiling.ground_truth_ceiling(*mini, base_height=92)
     assert full.image_ids == [785, 40083, 196141, 197388]
     assert len(full.detections) >= 12 and full.stats['AP50'] == 1.0
     assert 0.9 < full.stats['AP'] <= 1.0  # measured 0.964
@@ -411,7 +411,7 @@ def test_skip_missing_evaluates_the_rest_and_reports_skipped(one_real_two_bad, o
 # ---------------------------------------------------------------------------------- subset, visualize
 def test_make_val_subset_follows_the_original(tmp_path, mini):
     dataset = json.loads(mini[0].read_text())
-    subset = coco_eval.make_val_subset(mini[0], tmp_path / 'subset.json', num_images=2, seed=0)
+    subset = subsets.make_val_subset(mini[0], tmp_path / 'subset.json', num_images=2, seed=0)
     indices = list(range(len(dataset['images'])))
     random.seed(0)  # the original's recipe: global seed, shuffle, take the first N
     random.shuffle(indices)

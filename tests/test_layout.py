@@ -165,8 +165,13 @@ def test_lazy_imports_only_keep_optional_dependencies_unloaded_and_say_so():
                 problems.append(f'{module}:{line} imports {target} inside a function: not an optional dependency')
             # The comment is on the import, on the line above, or on the first import of its group.
             first = line
-            while first - 1 in lazy_lines:
-                first -= 1
+            while True:  # back over the lazy imports just above (blank lines between groups allowed)
+                above = first - 1
+                while above >= 1 and not lines[above - 1].strip():
+                    above -= 1
+                if above not in lazy_lines:
+                    break
+                first = above
             if not any('#' in lines[index - 1] for index in (first - 1, first, line) if index >= 1):
                 problems.append(f'{module}:{line} imports {target} inside a function without a comment saying why')
     assert not problems, '\n'.join(problems)

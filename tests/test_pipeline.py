@@ -13,7 +13,7 @@ import pytest
 tf = pytest.importorskip('tensorflow')
 tfds = pytest.importorskip('tensorflow_datasets')
 
-from lwop_jax.data import augment, coco, pipeline, tfds_coco  # noqa: E402
+from lwop_jax.data import augment, coco, pipeline, samples, tfds_coco  # noqa: E402
 from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints, load_coco_json, prepare_annotations  # noqa: E402
 from lwop_jax.data.targets import render_targets  # noqa: E402
 from lwop_jax.errors import InputFileError  # noqa: E402
@@ -201,11 +201,11 @@ def test_corrupt_and_missing_images_are_skipped_counted_and_logged_once(mini, co
 
     # The fallback is the next readable label, with the sample's own random draws.
     good = {i for i, label in enumerate(labels) if label['img_paths'] not in (names[1], names[2])}
-    source = pipeline.LabelFileSource(labels, images)
-    producer = pipeline.SampleProducer(source, pipeline.SampleConfig(), 0, False, pipeline.SkippedImages())
+    source = samples.LabelFileSource(labels, images)
+    producer = pipeline.SampleProducer(source, samples.SampleConfig(), 0, False, pipeline.SkippedImages())
     for index in range(len(labels)):
         fallback = next(i % 12 for i in itertools.count(index) if i % 12 in good)
-        expected = pipeline.process_sample(source.load(fallback), pipeline.sample_rng(0, 0, index))
+        expected = samples.process_sample(source.load(fallback), pipeline.sample_rng(0, 0, index))
         for got, want in zip(producer(index), expected):
             np.testing.assert_array_equal(got, want)
 
@@ -230,9 +230,9 @@ def test_crowd_region_is_masked(mini):
     x, y = label['objpos']
     half = 40
     label['segmentations'] = [[[x - half, y - half, x + half, y - half, x + half, y + half, x - half, y + half]]]
-    inputs = pipeline.LabelFileSource([label], images).load(0)
-    config = pipeline.SampleConfig(augment=False)
-    *_, mask = pipeline.process_sample(inputs, pipeline.sample_rng(0, 0, 0), config)
+    inputs = samples.LabelFileSource([label], images).load(0)
+    config = samples.SampleConfig(augment=False)
+    *_, mask = samples.process_sample(inputs, pipeline.sample_rng(0, 0, 0), config)
     scale = augment.centered_augmentation(label).scale
     centre = augment.apply_affine(augment.centered_augmentation(label).matrix, [x, y]) / 8
     rows, cols = np.mgrid[0:MAP, 0:MAP] + 0.5
@@ -283,11 +283,11 @@ def test_tfds_records_equal_prepared_labels(tfds_builder, coco_mini_dir):
 def test_tfds_samples_equal_file_samples(tfds_builder, mini):
     labels, images = mini
     tfds_source = tfds_coco.TfdsSampleSource(tfds_builder.as_data_source('validation'), 'validation')
-    file_source = pipeline.LabelFileSource(labels, images)
+    file_source = samples.LabelFileSource(labels, images)
     for index in (0, 5, 11):
         label_index = tfds_builder.as_data_source('validation')[index]['label_index']
-        from_tfds = pipeline.process_sample(tfds_source.load(index), pipeline.sample_rng(9, 0, index))
-        from_files = pipeline.process_sample(file_source.load(label_index), pipeline.sample_rng(9, 0, index))
+        from_tfds = samples.process_sample(tfds_source.load(index), pipeline.sample_rng(9, 0, index))
+        from_files = samples.process_sample(file_source.load(label_index), pipeline.sample_rng(9, 0, index))
         for got, want in zip(from_tfds, from_files):
             np.testing.assert_array_equal(got, want)
 

@@ -3,8 +3,8 @@
 A command module (``lwop_jax/cli/<verb>.py``) defines ``DESCRIPTION``, ``add_arguments(parser)``,
 ``run(args) -> int``, optionally ``check_arguments(args) -> problem or None``, and ``main(argv)`` as
 ``common.main(sys.modules[__name__], argv)`` for its top-level script; ``lwop <verb>`` builds the same
-parser as a subcommand. Only the standard library and tqdm are imported here, and no command module imports
-jax or tensorflow at its top: ``--help`` of any command stays fast.
+parser as a subcommand. No command module imports jax or tensorflow at its top: ``--help`` of any command
+stays fast.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from types import ModuleType
 from tqdm import tqdm
 
 from lwop_jax.errors import LwopError
-
-# Names the CLIs accept for --backend; the adapters live in lwop_jax.inference.backends.
-BACKEND_NAMES = ('jax', 'onnxruntime', 'openvino')
+from lwop_jax.inference.backends import BACKENDS
 
 
 def add_model_source_arguments(
@@ -36,7 +34,7 @@ def add_model_source_arguments(
         required=required,
         help=f'model: .onnx, OpenVINO .xml, torch .pth, orbax folder, or a published model by name{default_note}',
     )
-    parser.add_argument('--backend', choices=BACKEND_NAMES, help='runtime (default: by model file type)')
+    parser.add_argument('--backend', choices=sorted(BACKENDS), help='runtime (default: by model file type)')
     parser.add_argument('--threads', type=int, help='CPU threads of onnxruntime / openvino (default: theirs)')
     parser.add_argument(
         '--num-refinement-stages',

@@ -7,7 +7,8 @@ import sys
 
 from lwop_jax import atomic
 from lwop_jax.cli import common
-from lwop_jax.evaluation import coco_eval
+from lwop_jax.evaluation import coco_eval, subsets
+from lwop_jax.evaluation.ceiling import ground_truth_ceiling
 from lwop_jax.inference.backends import load_backend
 
 DESCRIPTION = """COCO keypoint evaluation of a Lightweight OpenPose model (the original val.py, any backend).
@@ -75,7 +76,7 @@ def print_result(result) -> None:
 
 
 def make_subset(args: argparse.Namespace) -> int:
-    subset = coco_eval.make_val_subset(args.labels, args.output_name, args.make_subset, args.seed)
+    subset = subsets.make_val_subset(args.labels, args.output_name, args.make_subset, args.seed)
     print(f'{args.output_name}: {len(subset["images"])} images, {len(subset["annotations"])} annotations')
     return 0
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             indent=1,
         )
     ceiling = (
-        coco_eval.ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids)
+        ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids)
         if args.ground_truth_ceiling
         else None
     )

@@ -9,6 +9,7 @@ import importlib.util
 import pathlib
 import pkgutil
 import sys
+from collections.abc import Sequence
 
 from lwop_jax import configs
 from lwop_jax.cli import common
@@ -61,6 +62,8 @@ def load_config_module(name_or_path: str):
         if not path.is_file():
             raise InputFileError(f'{path}: config file not found')
         spec = importlib.util.spec_from_file_location(f'lwop_jax_config_{path.stem}', path)
+        if spec is None or spec.loader is None:
+            raise InputFileError(f'{path}: cannot be loaded as a Python module')
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -71,7 +74,7 @@ def load_config_module(name_or_path: str):
     return importlib.import_module(f'lwop_jax.configs.{name_or_path}')
 
 
-def load_config(name_or_path: str, overrides: list[tuple[str, str]] = ()):
+def load_config(name_or_path: str, overrides: Sequence[tuple[str, str]] = ()):
     """``get_config()`` of the config, with the overrides applied."""
     module = load_config_module(name_or_path)
     if not callable(getattr(module, 'get_config', None)):

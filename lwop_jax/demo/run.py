@@ -11,7 +11,7 @@ from lwop_jax import atomic
 from lwop_jax.checkpoints.orbax_io import resolve_orbax_dir
 from lwop_jax.configs import demo as demo_configs
 from lwop_jax.demo import budget, stages
-from lwop_jax.evaluation import coco_eval
+from lwop_jax.evaluation.ceiling import ground_truth_ceiling
 
 
 def demo_config(quick: bool, time_budget: float | None = None, seed: int = 0):
@@ -69,7 +69,7 @@ def _evaluate(config, checkpoint, folders: dict, out: pathlib.Path, stage: Stage
         'eval', f'COCO keypoint AP on the {demo.num_val_images} held-out images (base height {demo.eval_base_height})'
     )
     record = stages.evaluate(checkpoint, folders['val'], out / 'eval', demo.eval_base_height, demo.flip_test)
-    ceiling = coco_eval.ground_truth_ceiling(
+    ceiling = ground_truth_ceiling(
         folders['val'] / 'annotations.json', folders['val'] / 'images', base_height=demo.eval_base_height
     ).stats['AP']
     print(f'   ceiling: perfect stride-8 maps (the ground truth rendered as targets) score AP {ceiling:.3f} here')

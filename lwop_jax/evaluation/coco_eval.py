@@ -21,22 +21,17 @@ import io
 import json
 import os
 import pathlib
-import random
 import time
 from dataclasses import dataclass, field
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from lwop_jax import atomic
-from lwop_jax.data.coco import convert_keypoints, prepare_keypoints
-from lwop_jax.data.targets import render_targets
 from lwop_jax.errors import InputFileError
 from lwop_jax.evaluation.detect import MULTISCALE, coco_results, detect_poses
 from lwop_jax.inference.backends import JaxBackend
-from lwop_jax.inference.decode import decode
-from lwop_jax.inference.preprocess import STRIDE, VAL_BASE_HEIGHT, preprocess_val, upsample_val_maps
+from lwop_jax.inference.preprocess import STRIDE, VAL_BASE_HEIGHT
 from lwop_jax.inference.results import draw_poses
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
@@ -216,7 +211,7 @@ def _save_visualization(image, poses, file_name, visualize_dir):
         raise OSError(f'{target}: cannot write the visualization')
 
 
-def _as_dataset(annotations_json) -> dict:
+def as_dataset(annotations_json) -> dict:
     """An annotation file's path, or its already loaded dict (checked the same way)."""
     if isinstance(annotations_json, dict):
         _check_person_keypoints('annotations', annotations_json)
@@ -224,7 +219,7 @@ def _as_dataset(annotations_json) -> dict:
     return load_annotations(annotations_json)
 
 
-def _score_images(dataset, present, missing, poses_of, *, progress=False, visualize_dir=None) -> EvalResult:
+def score_images(dataset, present, missing, poses_of, *, progress=False, visualize_dir=None) -> EvalResult:
     """Detections of ``poses_of(image, image_entry) -> decode.Poses`` on each readable image of
     ``present`` (unreadable ones are skipped and listed), scored with COCOeval over those images."""
     category_id = keypoint_category_id(dataset)
@@ -282,9 +277,9 @@ def evaluate_backend(
     Missing files stop the run (InputFileError) unless skip_missing; unreadable files are skipped and
     listed. visualize_dir: save each image there with its poses drawn. Returns EvalResult.
     """
-    dataset = _as_dataset(annotations_json)
+    dataset = as_dataset(annotations_json)
     present, missing = locate_images(dataset, images_dir, image_ids, max_images, skip_missing)
-    return _score_images(
+    return score_images(
         dataset,
         present,
         missing,
@@ -307,46 +302,6 @@ def evaluate_model(model, annotations_json, images_dir, *, output_path=None, **k
     if output_path is not None:
         atomic.write_json(output_path, result.detections)
     return result.stats
-
-
-def ground_truth_ceiling(
-    annotations_json, images_dir, *, base_height=VAL_BASE_HEIGHT, stride=STRIDE, image_ids=None
-) -> EvalResult:
-    """The AP of perfect network maps: what the stride, the map upsampling, the decoder and OKS leave.
-
-    Each image's annotated people are rendered as the training targets (heatmaps and PAFs at the
-    network's stride, :func:`lwop_jax.data.targets.render_targets`) at the single-scale evaluation input
-    (``base_height``, padding included), and those maps go through the evaluation path in place of the
-    network's (upsampling, decoding, COCOeval). No model can be expected to beat this on these
-    annotations at this input size; small people (whose OKS tolerates only a pixel or two) pull it down.
-    image_ids: only these images (e.g. those a model evaluation scored). Missing images stop it
-    (InputFileError), unreadable ones are skipped and listed. Returns EvalResult.
-    """
-    dataset = _as_dataset(annotations_json)
-    category_id = keypoint_category_id(dataset)
-    people = {}
-    for annotation in dataset['annotations']:
-        if (
-            annotation.get('category_id') == category_id
-            and not annotation.get('iscrowd')
-            and annotation.get('num_keypoints', 0) > 0
-        ):
-            people.setdefault(annotation['image_id'], []).append(prepare_keypoints(annotation['keypoints']))
-
-    def perfect_poses(image, image_entry):
-        batch, geometry = preprocess_val(image, base_height, 1.0, stride)
-        keypoints = convert_keypoints(
-            np.reshape(people.get(image_entry['id'], []), (-1, 17, 3)), image.shape[1], image.shape[0]
-        )
-        top, left = geometry.pad[:2]
-        keypoints[..., 0] = keypoints[..., 0] * geometry.scale + left  # image -> network input pixels
-        keypoints[..., 1] = keypoints[..., 1] * geometry.scale + top
-        heatmaps, pafs = render_targets(keypoints, batch.shape[1], batch.shape[2], stride)
-        # network_maps' single-scale path, with these maps as the network's output
-        return decode(upsample_val_maps(heatmaps, geometry, stride), upsample_val_maps(pafs, geometry, stride))
-
-    present, missing = locate_images(dataset, images_dir, image_ids)
-    return _score_images(dataset, present, missing, perfect_poses)
 
 
 def _require_eval_mode(model):
@@ -394,29 +349,6 @@ def stats_record(
     }
 
 
-def make_val_subset(annotations_json, output_json, num_images=250, seed=0) -> dict:
-    """scripts/make_val_subset.py: num_images random images (random.Random(seed) shuffle of the image
-    indices) with all their annotations; info, licenses and categories kept. The original shuffles a
-    hard-coded range(1807); this uses the file's image count (the same for a 1807-image file).
-    Writes output_json atomically and returns the subset."""
-    dataset = load_annotations(annotations_json)
-    indices = list(range(len(dataset['images'])))
-    random.Random(seed).shuffle(indices)
-    images = [dataset['images'][i] for i in indices[:num_images]]
-    chosen = {image['id'] for image in images}
-    subset = {key: dataset[key] for key in ('info', 'licenses') if key in dataset}
-    subset['images'] = images
-    # Annotations grouped by image in the subset's image order, as the original groups them.
-    by_image = {}
-    for annotation in dataset['annotations']:
-        if annotation['image_id'] in chosen:
-            by_image.setdefault(annotation['image_id'], []).append(annotation)
-    subset['annotations'] = [a for image in images for a in by_image.get(image['id'], [])]
-    subset['categories'] = dataset['categories']
-    atomic.write_json(output_json, subset)
-    return subset
-
-
 __all__ = [
     'STAT_NAMES',
     'MULTISCALE',
@@ -428,7 +360,5 @@ __all__ = [
     'coco_keypoint_stats',
     'evaluate_backend',
     'evaluate_model',
-    'ground_truth_ceiling',
     'stats_record',
-    'make_val_subset',
 ]

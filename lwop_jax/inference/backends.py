@@ -76,7 +76,7 @@ class OpenVinoBackend:
     def __init__(self, path, threads: int | None = None, device: str = 'CPU'):
         import openvino as ov  # the [openvino] extra
 
-        config = {'INFERENCE_PRECISION_HINT': 'f32'}  # keep float32: no silent bf16 on AMX machines
+        config: dict[str, str | int] = {'INFERENCE_PRECISION_HINT': 'f32'}  # float32: no silent bf16 on AMX
         if threads:
             config['INFERENCE_NUM_THREADS'] = threads
         try:
@@ -176,4 +176,5 @@ def load_backend(
         path = converted_onnx(path, num_refinement_stages)
     elif backend == 'onnxruntime' and path.suffix.lower() in OPENVINO_SUFFIXES:
         raise ModelFileError(f'{path}: ONNX Runtime cannot read OpenVINO IR; use --backend openvino')
-    return BACKENDS[backend](path, threads=threads)
+    runtime = OnnxRuntimeBackend if backend == 'onnxruntime' else OpenVinoBackend
+    return runtime(path, threads=threads)

@@ -122,7 +122,7 @@ class PoseEstimator:
         by_shape = defaultdict(list)
         for index, (batch, _) in enumerate(prepared):
             by_shape[batch.shape].append(index)
-        results = [None] * len(prepared)
+        results: list[PoseResult] = [PoseResult.empty((0, 0))] * len(prepared)  # every slot is set below
         for indices in by_shape.values():
             for start in range(0, len(indices), max_batch_size):
                 chunk = indices[start : start + max_batch_size]

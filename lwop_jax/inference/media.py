@@ -140,14 +140,14 @@ def open_video(source: str) -> cv2.VideoCapture:
     return capture
 
 
-def drawn_image_path(output_dir: pathlib.Path, source: str, taken: set) -> pathlib.Path:
+def drawn_image_path(output_dir: pathlib.Path, source: str, taken: set[str]) -> pathlib.Path:
     """output_dir/<name>, with _1, _2 ... when two inputs share a name."""
-    source = pathlib.Path(source)
-    suffix = source.suffix if source.suffix.lower() in IMAGE_SUFFIXES else '.png'
-    name, counter = source.stem + suffix, 0
+    path = pathlib.Path(source)
+    suffix = path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else '.png'
+    name, counter = path.stem + suffix, 0
     while name in taken:
         counter += 1
-        name = f'{source.stem}_{counter}{suffix}'
+        name = f'{path.stem}_{counter}{suffix}'
     taken.add(name)
     return output_dir / name
 

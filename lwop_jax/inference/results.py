@@ -10,6 +10,7 @@ CPU inference path: NumPy, OpenCV and the standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,7 +72,7 @@ class PoseResult:
     boxes: np.ndarray
     image_size: tuple
     track_ids: np.ndarray | None = None
-    track_state: object = field(default=None, repr=False, compare=False)
+    track_state: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_keypoints(

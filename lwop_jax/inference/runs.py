@@ -42,7 +42,8 @@ def run_images(estimator, items, output_dir: pathlib.Path | None = None, show: b
     paths, errors = expand_images(items)
     for error in errors:
         report(error)
-    records, failed, taken, display = [], len(errors), set(), Display(show)
+    records: list[dict] = []
+    failed, taken, display = len(errors), set[str](), Display(show)
     for path in tqdm(paths, unit='img', disable=None, file=sys.stderr):
         try:
             image, result = detect_file(estimator, path)
@@ -93,7 +94,9 @@ def run_video(estimator, source: str, output_dir: pathlib.Path | None = None, sh
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     name = f'camera{source}' if source.isdigit() else pathlib.Path(source).stem
     writer = AtomicVideoWriter(output_dir / f'{name}_poses.mp4', fps) if output_dir else None
-    frames, size, complete = [], [None, None], False
+    frames: list[dict] = []
+    size: list = [None, None]
+    complete = False
     try:
         complete = _video_frames(estimator, capture, total, writer, Display(show), frames, size)
     finally:

@@ -164,9 +164,10 @@ def _smooth(current: PoseResult, previous: PoseResult | None, matched):
     found = found_mask(keypoints)
     previous_filters = previous.track_state.filters if previous is not None else None
     filters = []
+    keep: np.ndarray | bool
     for n in range(len(keypoints)):
         m = matched[n]
-        if m >= 0 and previous_filters is not None and previous_filters[m] is not None:
+        if m >= 0 and previous is not None and previous_filters is not None and previous_filters[m] is not None:
             keep = found_mask(previous.keypoints[m])[:, None]  # continue where it was found
             filter_ = previous_filters[m].copy()
         else:
@@ -188,7 +189,8 @@ def track_poses(
     """
     if previous is not None and (previous.track_ids is None or previous.track_state is None):
         raise ValueError('previous must be a result returned by track_poses')
-    if previous is None:
+    previous_ids: np.ndarray
+    if previous is None or previous.track_ids is None:
         counts = np.zeros((len(current), 0), np.int64)
         previous_ids, next_id = np.zeros(0, np.int64), 0
     else:

@@ -85,12 +85,11 @@ def empty_model(num_refinement_stages: int, dtype=None, **size) -> PoseNet:
 def model_size(model_or_meta) -> dict:
     """``backbone_width``, ``backbone_depth`` and ``num_channels`` of a PoseNet, a training config or
     checkpoint metadata (a key missing in older metadata: the original's value)."""
-    if isinstance(model_or_meta, dict):
-        get = model_or_meta.get
-    else:
 
-        def get(key, default):
-            return getattr(model_or_meta, key, default)
+    def get(key, default):
+        if isinstance(model_or_meta, dict):
+            return model_or_meta.get(key, default)
+        return getattr(model_or_meta, key, default)
 
     return {
         'backbone_width': float(get('backbone_width', 1.0)),
