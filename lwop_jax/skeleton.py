@@ -122,6 +122,7 @@ COCO_KEYPOINT_NAMES = (
     'left_ankle',
     'right_ankle',
 )
+NUM_COCO_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
 COCO_SKELETON = (  # 1-based, as in COCO's categories[0]['skeleton']
     (16, 14),
     (14, 12),

@@ -1,4 +1,4 @@
-"""``python -m lwop_jax.synthetic``: write a synthetic COCO person-keypoints data set (lwop_jax.synthetic)."""
+"""``lwop synthetic``: write a synthetic COCO person-keypoints data set (lwop_jax.synthetic)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 
 from lwop_jax import synthetic
 from lwop_jax.cli import common
-from lwop_jax.errors import InputFileError
 from lwop_jax.synthetic.drawing import CLUTTER_SHAPES
 from lwop_jax.synthetic.scene import CROWD_PROBABILITY, MAX_PERSON_HEIGHT_TO_IMAGE, MIN_PERSON_HEIGHT
 
@@ -40,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--workers', type=int, default=1, help='rendering processes')
 
 
-def run(args: argparse.Namespace) -> int:
+def check_arguments(args: argparse.Namespace) -> str | None:
     try:
         synthetic.check_options(
             args.format,
@@ -51,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
             args.height,
         )
     except ValueError as exc:
-        raise InputFileError(str(exc)) from None
+        return str(exc)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
     path = synthetic.generate_dataset(
         args.out,
         args.num_images,

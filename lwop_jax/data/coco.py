@@ -21,11 +21,10 @@ import warnings
 import numpy as np
 
 from lwop_jax.errors import InputFileError
-from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, INTERNAL_TO_COCO, NUM_KEYPOINTS
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, INTERNAL_TO_COCO, NUM_COCO_KEYPOINTS, NUM_KEYPOINTS
 
 logger = logging.getLogger(__name__)
 
-NUM_COCO_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
 COCO_LEFT_SHOULDER = COCO_KEYPOINT_NAMES.index('left_shoulder')
 COCO_RIGHT_SHOULDER = COCO_KEYPOINT_NAMES.index('right_shoulder')
 NECK = INTERNAL_TO_COCO.index(-1)  # the synthetic keypoint, internal index 1

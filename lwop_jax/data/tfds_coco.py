@@ -25,9 +25,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from pycocotools import mask as mask_utils
 
-from lwop_jax.data.coco import NUM_COCO_KEYPOINTS, crowd_mask, load_coco_json, prepare_annotations
+from lwop_jax.data.coco import crowd_mask, load_coco_json, prepare_annotations
 from lwop_jax.data.pipeline import make_dataset_from_source
 from lwop_jax.data.samples import SampleConfig, SampleInputs
+from lwop_jax.skeleton import NUM_COCO_KEYPOINTS
 
 NET_INPUT_SIZE = 368  # scale_provided = bbox height / NET_INPUT_SIZE, as the original's labels
 

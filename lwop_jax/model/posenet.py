@@ -90,11 +90,14 @@ def conv_dw_no_bn(in_ch, out_ch, kernel_size=3, padding=1, stride=1, dilation=1,
     )
 
 
+# The original's size (and its checkpoints'): MobileNet width 1.0, 12 backbone blocks, 128 channels.
+BACKBONE_WIDTH = 1.0
 BACKBONE_DEPTH = 12  # the original's blocks, model.0 .. model.11
+NUM_CHANNELS = 128  # CPM and stages
 MIN_BACKBONE_DEPTH = 7  # up to conv4_2 (model.6): stride 8 and the CPM's input channels
 
 
-def mobilenet_backbone(width: float = 1.0, depth: int = BACKBONE_DEPTH, *, dtype=None, rngs):
+def mobilenet_backbone(width: float = BACKBONE_WIDTH, depth: int = BACKBONE_DEPTH, *, dtype=None, rngs):
     """Dilated MobileNet-v1 up to conv5_5 (stride 8): 12 blocks, ``model.0`` .. ``model.11``.
 
     ``width`` multiplies every block's channels (MobileNet's width multiplier; the original: 1.0).
@@ -209,11 +212,11 @@ class PoseNet(nnx.Module):
     def __init__(
         self,
         num_refinement_stages: int = 1,
-        num_channels: int = 128,
+        num_channels: int = NUM_CHANNELS,
         num_heatmaps: int = skeleton.NUM_HEATMAPS,
         num_pafs: int = skeleton.NUM_PAFS,
         *,
-        backbone_width: float = 1.0,
+        backbone_width: float = BACKBONE_WIDTH,
         backbone_depth: int = BACKBONE_DEPTH,
         dtype=None,
         rngs: nnx.Rngs | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from lwop_jax.errors import ModelFileError
-from lwop_jax.model.posenet import BACKBONE_DEPTH, PoseNet
+from lwop_jax.model.posenet import BACKBONE_DEPTH, BACKBONE_WIDTH, NUM_CHANNELS, PoseNet
 
 _REFINEMENT_STAGE = re.compile(r'refinement_stages\.(\d+)\.')
 
@@ -92,9 +92,9 @@ def model_size(model_or_meta) -> dict:
         return getattr(model_or_meta, key, default)
 
     return {
-        'backbone_width': float(get('backbone_width', 1.0)),
+        'backbone_width': float(get('backbone_width', BACKBONE_WIDTH)),
         'backbone_depth': int(get('backbone_depth', BACKBONE_DEPTH)),
-        'num_channels': int(get('num_channels', 128)),
+        'num_channels': int(get('num_channels', NUM_CHANNELS)),
     }
 
 

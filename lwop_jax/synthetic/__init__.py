@@ -24,7 +24,7 @@ API: :func:`render_image` (one image and its annotations, deterministic from (se
 :func:`generate_dataset` (a COCO folder: ``images/*.jpg`` + ``annotations.json``). The command line
 lives in :mod:`lwop_jax.cli.synthetic`::
 
-    python -m lwop_jax.synthetic --out DIR --num-images N [--seed S] [--width W] [--height H]
+    lwop synthetic --out DIR --num-images N [--seed S] [--width W] [--height H]
         [--max-people P] [--crowd-probability P] [--format jpg|png] [--workers K]
 """
 

@@ -18,8 +18,8 @@ import math
 import cv2
 import numpy as np
 
-from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
-from lwop_jax.synthetic.body import KEYPOINT_PART_IDS, NUM_COCO_KEYPOINTS
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON, NUM_COCO_KEYPOINTS
+from lwop_jax.synthetic.body import KEYPOINT_PART_IDS
 
 CATEGORY = {
     'id': 1,

@@ -10,11 +10,10 @@ import math
 
 import numpy as np
 
-from lwop_jax.skeleton import COCO_KEYPOINT_NAMES
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, NUM_COCO_KEYPOINTS
 
 # =========================================================================================== tables
 KP = {name: index for index, name in enumerate(COCO_KEYPOINT_NAMES)}
-NUM_COCO_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
 SIDES = (('left', 1.0), ('right', -1.0))  # side name and sign of its lateral axis (+x = the person's left)
 
 # Segment lengths and body widths, as fractions of the standing height (after Drillis & Contini):
