@@ -155,6 +155,7 @@ def test_unknown_config_lists_the_shipped_ones(tmp_path):
         train.load_config(str(bad))
 
 
+@pytest.mark.slow
 def test_train_script_runs_quietly(coco_mini_dir, tmp_path):
     """train.py itself: a few iterations on the COCO mini images, resumed once; only the progress bar
     and nothing from TensorFlow, CUDA, absl or orbax on the terminal."""

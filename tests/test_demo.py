@@ -17,6 +17,7 @@ import pytest
 
 from lwop_jax.demo.run import demo_config
 
+pytestmark = pytest.mark.slow  # one demo run, about a minute
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUICK = demo_config(quick=True).demo  # the --quick settings (configs/demo.py)
 STAT_NAMES = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl']

@@ -140,6 +140,7 @@ def test_cli_onnxruntime_matches_original_val(overfit_onnx, mini, original, tmp_
     assert sorted(p.name for p in detections_json.parent.iterdir()) == ['detections.json', 'stats.json']
 
 
+@pytest.mark.slow
 def test_cli_multiscale_matches_the_originals_reported_ap(overfit_onnx, mini, tmp_path, capsys):
     """The reference README reports the original's --multiscale run: AP 0.679, 29 detections."""
     rc = evaluate.main(

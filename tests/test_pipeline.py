@@ -161,6 +161,7 @@ print('read 3 batches')
 """
 
 
+@pytest.mark.slow
 def test_process_exits_cleanly_with_a_live_iterator(coco_mini_dir):
     """Without the atexit drain, tf.data threads calling into a finalizing interpreter abort the
     process ('terminate called without an active exception') in most runs, or hang it."""

@@ -296,6 +296,7 @@ def read_scalars(logdir, tag):
     return [values[step] for step in sorted(values)]
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss_and_log_to_tensorboard(coco_mini_dir, tmp_path):
     batch = coco_mini_batch(coco_mini_dir)
     data = train_data.TrainData(num_examples=2, batches=lambda start: iter(lambda: batch, None))
@@ -316,6 +317,7 @@ def test_a_few_steps_lower_the_loss_and_log_to_tensorboard(coco_mini_dir, tmp_pa
     assert len(stage_tags) == 8
 
 
+@pytest.mark.slow
 def test_validation_runs_every_val_after_and_at_the_last_iteration(tmp_path):
     """The evaluation hook gets an eval-mode model at iterations 2, 4 and the last one, 5 (a run's final
     weights are always scored, as the tiny overfit config relies on)."""
@@ -330,6 +332,7 @@ def test_validation_runs_every_val_after_and_at_the_last_iteration(tmp_path):
     assert seen == [True, True, True]
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     config = small_config(num_train_steps=5, checkpoint_after=2, keep_checkpoints=2)
     uninterrupted = train_loop.train_and_evaluate(
@@ -362,6 +365,7 @@ def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pa
     assert sorted(int(p.name) for p in (tmp_path / 'resumed' / 'checkpoints').iterdir() if p.name.isdigit()) == [4, 5]
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     config = small_config(num_train_steps=8, checkpoint_after=2, log_after=100)
     with pytest.raises(
@@ -407,6 +411,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_step_sharded_over_four_cpu_devices_matches_one_device():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
     script = SHARDED_SCRIPT.format(tests=str(PROJECT_ROOT / 'tests'))
