@@ -30,7 +30,8 @@ LAYERS = (
     ('lwop_jax.inference.backends', 'lwop_jax.inference.estimator', 'lwop_jax.inference'),
     ('lwop_jax.evaluation',),
     ('lwop_jax.training',),
-    ('lwop_jax.cli', 'lwop_jax.demo', 'lwop_jax.configs', 'lwop_jax.__main__'),
+    ('lwop_jax.demo', 'lwop_jax.configs'),
+    ('lwop_jax.cli', 'lwop_jax.__main__'),
 )
 # Third-party packages that not every install has: the only ones a function may import lazily.
 OPTIONAL = {

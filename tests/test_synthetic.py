@@ -321,7 +321,8 @@ def test_command_line(tmp_path):
         [
             sys.executable,
             '-m',
-            'lwop_jax.synthetic',
+            'lwop_jax',
+            'synthetic',
             '--out',
             str(tmp_path),
             '--num-images',

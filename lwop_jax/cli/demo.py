@@ -7,7 +7,7 @@ import pathlib
 import sys
 
 from lwop_jax.cli import common
-from lwop_jax.training import host_heap
+from lwop_jax.training import host_heap, quiet
 
 DESCRIPTION = """Offline end-to-end demo: synthetic people -> CPU training -> COCO AP on held-out images ->
 ONNX export -> infer with ONNX Runtime -> drawn images and JSON in --out. Nothing is downloaded; the
@@ -43,7 +43,7 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     # glibc keeps freed memory (~15 % faster CPU steps) only if told before JAX starts its threads.
     host_heap.keep_freed_memory()
-    common.start_tensorflow_quietly(args.verbose)
+    quiet.start_tensorflow_quietly(args.verbose)
     from lwop_jax.demo.run import run_demo  # jax, tensorflow (the [train] extra): not for --help
 
     run_demo(args.out, quick=args.quick, time_budget=args.time_budget, seed=args.seed, figure=args.figure)

@@ -10,7 +10,6 @@ from lwop_jax.atomic import write_json
 from lwop_jax.cli import common
 from lwop_jax.inference import runs
 from lwop_jax.inference.estimator import PoseEstimator
-from lwop_jax.inference.results import keypoint_names
 
 DESCRIPTION = """Finds people in images or a video: the original demo.py, scriptable.
 
@@ -55,12 +54,7 @@ def run(args: argparse.Namespace) -> int:
         smooth=bool(args.smooth),
         num_refinement_stages=args.num_refinement_stages,
     )
-    payload = {
-        'keypoint_names': keypoint_names(),
-        'model': args.checkpoint_path,
-        'backend': estimator.backend_name,
-        'height_size': args.height_size,
-    }
+    payload = runs.json_header(estimator, args.checkpoint_path, args.height_size)
     if args.images:
         payload['images'], failed = runs.run_images(estimator, args.images, args.output_dir, args.show)
     else:

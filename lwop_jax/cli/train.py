@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from lwop_jax import configs
 from lwop_jax.cli import common
 from lwop_jax.errors import InputFileError
-from lwop_jax.training import host_heap
+from lwop_jax.training import host_heap, quiet
 
 DESCRIPTION = """Trains Lightweight OpenPose: lwop train --config NAME|FILE --workdir DIR [--config.key=value ...]
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f'config {args.config}:\n{config}')
     host_heap.keep_freed_memory()  # before JAX starts its threads (see host_heap)
-    common.start_tensorflow_quietly(args.verbose)
+    quiet.start_tensorflow_quietly(args.verbose)
     from lwop_jax.training import loop, recipe  # jax, tensorflow (the [train] extra): not for --help
 
     if 'stage_order' in config:

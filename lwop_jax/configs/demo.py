@@ -1,6 +1,6 @@
-"""The offline end-to-end demo (``python -m lwop_jax.demo``): synthetic people, a few minutes of CPU training.
+"""The offline end-to-end demo (``lwop demo``): synthetic people, a few minutes of CPU training.
 
-  python -m lwop_jax.demo --out runs/demo [--time-budget SECONDS] [--quick] [--seed N] [--figure PATH]
+  lwop demo --out runs/demo [--time-budget SECONDS] [--quick] [--seed N] [--figure PATH]
 
 Data: ``demo.num_train_images`` + ``demo.num_val_images`` (held out, another seed) procedural images
 (lwop_jax.synthetic) of 256x192 with 1-2 people, 112 px to 0.95 x the image height tall, wholly inside

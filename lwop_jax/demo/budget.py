@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import jax
 
-from lwop_jax.training import host_heap
+from lwop_jax.training import host_heap, quiet
 from lwop_jax.training.data import TrainData, steps_per_epoch, train_data_from_config
 from lwop_jax.training.loop import train_and_evaluate
 
@@ -57,7 +57,10 @@ def _compile_step(config, cache_dir: pathlib.Path, scratch: pathlib.Path) -> flo
     logging.getLogger().setLevel(logging.WARNING)
     with config.unlocked():
         config.num_train_steps, config.checkpoint_after, config.log_after = 1, 1, 1
-    train_and_evaluate(config, scratch, train_data=TimedTrainData(config).train_data(), evaluate_fn=None)
+    # Silent: its progress bar and TensorFlow's start-up lines would only clutter the demo's output; an
+    # error still reaches the parent as an exception.
+    with quiet.stderr_silenced():
+        train_and_evaluate(config, scratch, train_data=TimedTrainData(config).train_data(), evaluate_fn=None)
     shutil.rmtree(scratch, ignore_errors=True)
     return time.perf_counter() - start
 

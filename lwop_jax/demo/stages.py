@@ -11,9 +11,10 @@ import numpy as np
 
 from lwop_jax import atomic, synthetic
 from lwop_jax.checkpoints import export, orbax_io
-from lwop_jax.cli import infer as infer_command
 from lwop_jax.evaluation import coco_eval
+from lwop_jax.inference import runs
 from lwop_jax.inference.backends import load_backend
+from lwop_jax.inference.estimator import PoseEstimator
 
 
 def make_data(config, out: pathlib.Path, seed: int) -> dict:
@@ -86,26 +87,14 @@ def evaluate(
 
 
 def infer(onnx_path, images, infer_dir: pathlib.Path, height: int) -> pathlib.Path:
-    """infer.py (ONNX Runtime) on the images: drawn copies in infer_dir, keypoints in infer_dir/poses.json."""
+    """What ``lwop infer`` does, with ONNX Runtime, on the images: drawn copies in infer_dir, keypoints in
+    infer_dir/poses.json (the same JSON)."""
+    estimator = PoseEstimator(onnx_path, 'onnxruntime', net_height=height)
+    records, failed = runs.run_images(estimator, [str(image) for image in images], infer_dir)
+    if failed:
+        raise RuntimeError(f'infer: {failed} of {len(images)} held-out images failed')
     json_path = infer_dir / 'poses.json'
-    status = infer_command.main(
-        [
-            '--checkpoint-path',
-            str(onnx_path),
-            '--backend',
-            'onnxruntime',
-            '--height-size',
-            str(height),
-            '--images',
-            *map(str, images),
-            '--output-dir',
-            str(infer_dir),
-            '--json',
-            str(json_path),
-        ]
-    )
-    if status != 0:
-        raise RuntimeError(f'infer.py failed (exit status {status})')
+    atomic.write_json(json_path, {**runs.json_header(estimator, onnx_path, height), 'images': records}, indent=1)
     return json_path
 
 

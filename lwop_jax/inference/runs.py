@@ -15,6 +15,17 @@ from tqdm import tqdm
 from lwop_jax import atomic
 from lwop_jax.errors import InputFileError
 from lwop_jax.inference.media import AtomicVideoWriter, Display, drawn_image_path, expand_images, open_video, read_image
+from lwop_jax.inference.results import keypoint_names
+
+
+def json_header(estimator, model, height_size: int) -> dict:
+    """The head of ``lwop infer``'s JSON: keypoint names, the model, its backend, the network input height."""
+    return {
+        'keypoint_names': keypoint_names(),
+        'model': str(model),
+        'backend': estimator.backend_name,
+        'height_size': height_size,
+    }
 
 
 def quiet_opencv():

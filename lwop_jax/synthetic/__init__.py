@@ -22,7 +22,7 @@ Modules, by job; each imports only those above it (annotations only body):
 
 API: :func:`render_image` (one image and its annotations, deterministic from (seed, index)),
 :func:`generate_dataset` (a COCO folder: ``images/*.jpg`` + ``annotations.json``). The command line
-lives in :mod:`lwop_jax.cli.synthetic`::
+(``lwop synthetic``) lives in :mod:`lwop_jax.cli.synthetic`::
 
     lwop synthetic --out DIR --num-images N [--seed S] [--width W] [--height H]
         [--max-people P] [--crowd-probability P] [--format jpg|png] [--workers K]

@@ -1,3 +1,0 @@
-from lwop_jax.cli.demo import main
-
-raise SystemExit(main())

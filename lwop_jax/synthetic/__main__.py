@@ -1,3 +1,0 @@
-from lwop_jax.cli.synthetic import main
-
-raise SystemExit(main())
