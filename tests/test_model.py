@@ -14,7 +14,7 @@ import lwop_jax
 from lwop_jax import errors
 from lwop_jax.checkpoints import orbax_io, torch_names
 from lwop_jax.checkpoints.torch_file import read_state_dict
-from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet, variables
+from lwop_jax.model import BatchNorm2d, Conv2d, PoseNet, layers, variables
 
 CASES = ('a', 'b', 'onnx')
 
@@ -238,3 +238,45 @@ def test_conv2d_cpu_formulations_match_lax_conv(case, size):
     ]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_plain_and_shifted_formulations_agree_through_the_whole_network(monkeypatch):
+    """The accelerators' formulation (plain lax convolutions) run on the CPU: the network's outputs and the
+    gradients of a loss over all of them match the CPU formulation's (shifted depthwise products, 1x1
+    matmuls, their hand-written backward) to float32 rounding.
+
+    Gradients are compared with BatchNorm on running statistics, within 1e-5 of the largest gradient
+    (measured: 5e-8); outputs in both modes, within 1e-5 (eval) and 1e-4 (training) of each output's
+    largest value (measured: 0 and 5e-5). Training-mode gradients of this small network are not a usable
+    comparison: BatchNorm on a batch of 2 makes them ill-conditioned in float32 (a 1e-7 perturbation of
+    the input moves them by 6 %, as much as the change of formulation does)."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32) * 0.5)
+
+    def run(training, formulation):
+        model = PoseNet(1, backbone_width=0.25, num_channels=32, rngs=nnx.Rngs(3)).set_training(training)
+        graphdef, params, rest = nnx.split(model.set_conv_formulation(formulation), nnx.Param, ...)
+
+        def loss(params):
+            outputs = nnx.merge(graphdef, params, rest, copy=True)(x)
+            return sum(jnp.sum(jnp.square(h)) + jnp.sum(jnp.square(p)) for h, p in outputs), outputs
+
+        (_, outputs), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return [np.asarray(o) for o in jax.tree.leaves(outputs)], [np.asarray(g) for g in jax.tree.leaves(grads)]
+
+    for training, tolerance in ((False, 1e-5), (True, 1e-4)):
+        (plain_out, plain_grads), (shifted_out, shifted_grads) = run(training, 'plain'), run(training, 'shifted')
+        for ours, theirs in zip(plain_out, shifted_out, strict=True):
+            assert np.max(np.abs(ours - theirs)) <= tolerance * np.max(np.abs(theirs))
+        if not training:
+            scale = max(float(np.max(np.abs(g))) for g in shifted_grads)
+            worst = max(float(np.max(np.abs(a - b))) for a, b in zip(plain_grads, shifted_grads, strict=True))
+            assert worst <= 1e-5 * scale, (worst, scale)
+    # The environment variable picks the formulation of 'auto' modules.
+    monkeypatch.setenv('LWOP_JAX_CONV_FORMULATION', 'plain')
+    assert layers.resolved_formulation('auto') == 'plain'
+    monkeypatch.setenv('LWOP_JAX_CONV_FORMULATION', 'shifted')
+    assert layers.resolved_formulation('auto') == 'shifted'
+    monkeypatch.setenv('LWOP_JAX_CONV_FORMULATION', 'winograd')
+    with pytest.raises(ValueError, match='winograd'):
+        layers.resolved_formulation('auto')

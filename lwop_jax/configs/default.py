@@ -47,6 +47,7 @@ def get_config():
     config.backbone_width = 1.0         # MobileNet width multiplier; the original (and its checkpoints): 1.0
     config.backbone_depth = 12          # MobileNet blocks kept (7..12); the original: 12
     config.num_channels = 128           # CPM and stage channels; the original: 128
+    config.conv_formulation = 'auto'  # depthwise/1x1 convs: 'plain' (lax.conv), 'shifted' (fast on CPU), 'auto'
     config.compute_dtype = 'float32'    # or 'bfloat16' (parameters, BatchNorm and loss stay float32)
     config.init_from = ''               # .pth / orbax checkpoint (weights only) or MobileNet ImageNet file
     config.from_mobilenet = False       # init_from is mobilenet_sgd_68.848.pth.tar: backbone only

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,28 @@ def _uniform(rngs: nnx.Rngs, shape, bound):
         return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
     seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
     return jnp.asarray(np.random.default_rng(seed).uniform(-bound, bound, shape).astype(np.float32))
+
+
+# How depthwise and 1x1 convolutions are computed (same products; float32 summation order aside):
+# 'plain': jax.lax.conv_general_dilated, as accelerators and the exported graph run them;
+# 'shifted': depthwise as shifted products, 1x1 as one matmul (much faster on XLA:CPU, see the helpers);
+# 'auto': 'shifted' on the CPU backend, 'plain' elsewhere, unless $LWOP_JAX_CONV_FORMULATION says otherwise.
+CONV_FORMULATIONS = ('auto', 'plain', 'shifted')
+FORMULATION_ENVIRONMENT = 'LWOP_JAX_CONV_FORMULATION'
+
+
+def resolved_formulation(formulation: str = 'auto') -> str:
+    """'plain' or 'shifted': ``formulation``, or for 'auto' the environment's choice, else the backend's."""
+    if formulation == 'auto':
+        formulation = os.environ.get(FORMULATION_ENVIRONMENT, 'auto') or 'auto'
+    if formulation not in CONV_FORMULATIONS:
+        raise ValueError(
+            f'convolution formulation must be one of {CONV_FORMULATIONS}, not {formulation!r} '
+            f'(${FORMULATION_ENVIRONMENT} or the conv_formulation config key)'
+        )
+    if formulation == 'auto':
+        return 'shifted' if jax.default_backend() == 'cpu' else 'plain'
+    return formulation
 
 
 class Conv2d(nnx.Module):
@@ -62,16 +85,17 @@ class Conv2d(nnx.Module):
         self.groups = groups
         self.dtype = dtype
         self.layout = 'NHWC'  # export switches to 'NCHW' so the ONNX graph needs no transposes
+        self.formulation = 'auto'  # see CONV_FORMULATIONS; PoseNet.set_conv_formulation sets it
 
     def __call__(self, x):
         kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        # CPU-only formulations (see the helpers); export (NCHW) and accelerators keep plain convs.
-        cpu_nhwc = self.layout == 'NHWC' and jax.default_backend() == 'cpu'
-        if cpu_nhwc and self.groups > 1 and kernel.shape[2] == 1:
+        # The shifted formulations are NHWC only; export (NCHW) always keeps plain convs.
+        shifted = self.layout == 'NHWC' and resolved_formulation(self.formulation) == 'shifted'
+        if shifted and self.groups > 1 and kernel.shape[2] == 1:
             y = _depthwise_as_shifts(x, kernel, self.stride, self.padding, self.dilation)
-        elif cpu_nhwc and self.groups == 1 and kernel.shape[:2] == (1, 1) and self.stride == 1 and self.padding == 0:
+        elif shifted and self.groups == 1 and kernel.shape[:2] == (1, 1) and self.stride == 1 and self.padding == 0:
             y = _pointwise_as_matmul(x, kernel)
         else:
             y = jax.lax.conv_general_dilated(

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lwop_jax import skeleton
-from lwop_jax.model.layers import ELU, BatchNorm2d, Conv2d, ReLU, Sequential
+from lwop_jax.model.layers import ELU, BatchNorm2d, Conv2d, ReLU, Sequential, resolved_formulation
 
 # The building blocks of the original modules/conv.py, with the same child indices.
 
@@ -254,6 +254,15 @@ class PoseNet(nnx.Module):
         for _, module in nnx.iter_modules(self):
             if isinstance(module, BatchNorm2d):
                 module.use_running_average = not training
+        return self
+
+    def set_conv_formulation(self, formulation: str):
+        """How depthwise and 1x1 convolutions are computed: 'auto' (default), 'plain' or 'shifted'
+        (see :data:`lwop_jax.model.layers.CONV_FORMULATIONS`)."""
+        resolved_formulation(formulation)  # checks the name
+        for _, module in nnx.iter_modules(self):
+            if isinstance(module, Conv2d):
+                module.formulation = formulation
         return self
 
     def set_layout(self, layout: str):

@@ -12,6 +12,7 @@ from flax import nnx
 from lwop_jax.checkpoints.orbax_io import load_any
 from lwop_jax.checkpoints.torch_names import init_backbone_from_mobilenet
 from lwop_jax.errors import ModelFileError, TrainingError
+from lwop_jax.model.layers import CONV_FORMULATIONS
 from lwop_jax.model.posenet import PoseNet
 from lwop_jax.model.variables import assign, variables
 
@@ -31,6 +32,10 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
         dtype=dtypes[config.compute_dtype],
         rngs=nnx.Rngs(config.seed),
     )
+    formulation = getattr(config, 'conv_formulation', 'auto')
+    if formulation not in CONV_FORMULATIONS:
+        raise TrainingError(f'conv_formulation must be one of {CONV_FORMULATIONS}, not {formulation!r}')
+    model.set_conv_formulation(formulation)
     if not load_init_weights:
         return model
     if config.init_from and config.from_mobilenet:
