@@ -1,0 +1,38 @@
+"""benchmarks/bench_gpu.py --smoke: the one-call GPU benchmark at tiny sizes on the CPU, so that it cannot rot
+before a GPU runs it."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_smoke_run_measures_every_configuration(tmp_path):
+    out = tmp_path / 'bench.json'
+    script = PROJECT_ROOT / 'benchmarks' / 'bench_gpu.py'
+    command = [sys.executable, str(script), '--smoke', '--out', str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    jax_rows = [row for row in summary['rows'] if row['framework'] == 'jax']
+    assert sorted(row['formulation'] for row in jax_rows) == ['plain', 'shifted']
+    for row in jax_rows:
+        result = row['result']
+        assert result['images_per_s'] > 0 and result['tflops'] > 0 and result['forward_gflop_per_image'] > 0
+    # The two formulations train the same network from the same weights: the same first-step loss.
+    losses = [row['result']['loss'] for row in jax_rows]
+    assert abs(losses[0] - losses[1]) <= 1e-4 * abs(losses[0])
+    torch_row = next(row for row in summary['rows'] if row['framework'] == 'torch')
+    if importlib.util.find_spec('torch') is None:
+        assert 'torch' in torch_row['error']
+    else:
+        assert torch_row['result']['images_per_s'] > 0
+    if (PROJECT_ROOT.parent / 'shared' / 'data' / 'coco_val_mini').is_dir():
+        assert summary['pipeline']['samples_per_s_per_core'] > 0
+    assert 'fastest formulation' in done.stdout
