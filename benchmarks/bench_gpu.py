@@ -151,30 +151,46 @@ def torch_posenet(torch, stages: int):
             nn.Conv2d(i, i, 3, s, p, d, groups=i, bias=False), *act(i), nn.Conv2d(i, o, 1, 1, 0, bias=False), *act(o)
         )
 
-    def heads(c, hidden):
-        return [
-            nn.Sequential(conv(c, hidden, 1, 0, bn=False), conv(hidden, n, 1, 0, bn=False, relu=False))
-            for n in (19, 38)
-        ]
+    def head(c, hidden, n):
+        return nn.Sequential(conv(c, hidden, 1, 0, bn=False), conv(hidden, n, 1, 0, bn=False, relu=False))
 
-    class Residual(nn.Module):  # x -> first(x) + trunk(first(x)), or first(x + trunk(x)) as the CPM
-        def __init__(self, first, trunk, after=None):
+    # Module names as the original's, so that its state dicts load (tests/test_bench_gpu.py does).
+    class Cpm(nn.Module):
+        def __init__(self):
             super().__init__()
-            self.first, self.trunk, self.after = first, trunk, after
+            self.align = conv(512, 128, 1, 0, bn=False)
+            self.trunk = nn.Sequential(*[conv_dw(128, 128, bn=False) for _ in range(3)])
+            self.conv = conv(128, 128, bn=False)
 
         def forward(self, x):
-            x = self.first(x)
-            return self.after(x + self.trunk(x)) if self.after is not None else x + self.trunk(x)
+            x = self.align(x)
+            return self.conv(x + self.trunk(x))
 
-    class Stage(nn.Module):
-        def __init__(self, trunk, c, hidden):
+    class InitialStage(nn.Module):
+        def __init__(self):
             super().__init__()
-            self.trunk = trunk
-            self.heatmaps, self.pafs = heads(c, hidden)
+            self.trunk = nn.Sequential(*[conv(128, 128, bn=False) for _ in range(3)])
+            self.heatmaps, self.pafs = head(128, 512, 19), head(128, 512, 38)
 
         def forward(self, x):
             features = self.trunk(x)
             return self.heatmaps(features), self.pafs(features)
+
+    class RefinementStageBlock(nn.Module):
+        def __init__(self, i):
+            super().__init__()
+            self.initial = conv(i, 128, 1, 0, bn=False)
+            self.trunk = nn.Sequential(conv(128, 128), conv(128, 128, d=2, p=2))
+
+        def forward(self, x):
+            initial = self.initial(x)
+            return initial + self.trunk(initial)
+
+    class RefinementStage(InitialStage):
+        def __init__(self):
+            nn.Module.__init__(self)
+            self.trunk = nn.Sequential(RefinementStageBlock(185), *[RefinementStageBlock(128) for _ in range(4)])
+            self.heatmaps, self.pafs = head(128, 128, 19), head(128, 128, 38)
 
     class Net(nn.Module):
         def __init__(self):
@@ -190,21 +206,14 @@ def torch_posenet(torch, stages: int):
                 conv_dw(512, 512, d=2, p=2),  # dilation 2: the receptive field, at stride 8
                 *[conv_dw(512, 512) for _ in range(4)],
             )
-            no_bn = nn.Sequential(*[conv_dw(128, 128, bn=False) for _ in range(3)])
-            self.cpm = Residual(conv(512, 128, 1, 0, bn=False), no_bn, conv(128, 128, bn=False))
-            self.initial = Stage(nn.Sequential(*[conv(128, 128, bn=False) for _ in range(3)]), 128, 512)
-
-            def block(i):
-                return Residual(conv(i, 128, 1, 0, bn=False), nn.Sequential(conv(128, 128), conv(128, 128, d=2, p=2)))
-
-            self.refinement = nn.ModuleList(
-                [Stage(nn.Sequential(block(185), *[block(128) for _ in range(4)]), 128, 128) for _ in range(stages)]
-            )
+            self.cpm = Cpm()
+            self.initial_stage = InitialStage()
+            self.refinement_stages = nn.ModuleList([RefinementStage() for _ in range(stages)])
 
         def forward(self, x):
             features = self.cpm(self.model(x))
-            outputs = [self.initial(features)]
-            for stage in self.refinement:
+            outputs = [self.initial_stage(features)]
+            for stage in self.refinement_stages:
                 outputs.append(stage(torch.cat([features, *outputs[-1]], dim=1)))
             return outputs
 

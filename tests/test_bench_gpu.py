@@ -36,3 +36,28 @@ def test_smoke_run_measures_every_configuration(tmp_path):
     if (PROJECT_ROOT.parent / 'shared' / 'data' / 'coco_val_mini').is_dir():
         assert summary['pipeline']['samples_per_s_per_core'] > 0
     assert 'fastest formulation' in done.stdout
+
+
+def test_the_pytorch_baseline_is_the_original_network(reference_dir):
+    """The benchmark's PyTorch transcription loads the original's checkpoint strictly (same module names and
+    shapes) and gives the original's outputs (the tolerance of the network parity test)."""
+    torch = pytest.importorskip('torch', reason='the PyTorch baseline needs torch (not a dependency of lwop_jax)')
+    import numpy as np
+
+    sys.path.insert(0, str(PROJECT_ROOT / 'benchmarks'))
+    import bench_gpu
+
+    from lwop_jax.checkpoints.torch_file import read_state_dict
+
+    state = {
+        k: torch.from_numpy(np.array(v))
+        for k, v in read_state_dict(reference_dir / 'lwop_random_1stage_legacy.pth').items()
+    }
+    network = bench_gpu.torch_posenet(torch, 1)
+    network.load_state_dict(state, strict=True)
+    reference = np.load(reference_dir / 'reference_outputs_1stage.npz')
+    with torch.no_grad():
+        outputs = network.eval()(torch.from_numpy(reference['b_input']))
+    for stage, (heatmaps, pafs) in enumerate(outputs):
+        np.testing.assert_allclose(heatmaps.numpy(), reference[f'b_stage{stage}_heatmaps'], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(pafs.numpy(), reference[f'b_stage{stage}_pafs'], rtol=1e-4, atol=1e-4)
