@@ -4,6 +4,7 @@ Loop tests use tiny synthetic batches (64x64 crops, batch 2) through the real tr
 real orbax CheckpointManager and the real jitted step, so they run on 2 CPU cores in about a minute.
 """
 
+import logging
 import os
 import pathlib
 import subprocess
@@ -450,6 +451,7 @@ def _moments(state) -> np.ndarray:
     return np.concatenate(leaves)
 
 
+@pytest.mark.slow
 def test_accumulating_two_batches_of_4_is_one_step_of_8():
     """batches_per_iter=2 with batch 4 against batch 8 made of the same 4 samples twice: BatchNorm sees
     the same statistics either way (a sample set repeated has the same mean and biased variance), so the
@@ -469,6 +471,7 @@ def test_accumulating_two_batches_of_4_is_one_step_of_8():
     assert np.linalg.norm(ours - theirs) <= 0.05 * np.linalg.norm(theirs)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_state_and_a_close_loss():
     """compute_dtype bfloat16: the loss of the same batch from the same weights is within 2 % of float32's
     (measured on two batches: 0.08 % and 0.43 %), and parameters, BatchNorm statistics and the optimizer
@@ -483,3 +486,35 @@ def test_bfloat16_compute_keeps_float32_state_and_a_close_loss():
     model = model_init.create_model(small_config(compute_dtype='bfloat16', num_refinement_stages=0))
     outputs = model(jnp.asarray(batch['image']))
     assert all(h.dtype == jnp.float32 and p.dtype == jnp.float32 for h, p in outputs)  # outputs float32 too
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('damage', ['truncate', 'delete'])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, caplog, damage):
+    """The newest checkpoint with a data file truncated (or deleted), as a crash or a full disk leaves it:
+    resume moves it aside and continues from the one before, with one warning line naming both, and
+    ends bit-identical to an uninterrupted run."""
+    config = small_config(num_train_steps=6, checkpoint_after=2)
+    uninterrupted = train_loop.train_and_evaluate(
+        config, tmp_path / 'straight', train_data=synthetic_data(), evaluate_fn=None
+    )
+    short = small_config(num_train_steps=4, checkpoint_after=2)
+    train_loop.train_and_evaluate(short, tmp_path / 'damaged', train_data=synthetic_data(), evaluate_fn=None)
+    newest = tmp_path / 'damaged' / 'checkpoints' / '4'
+    victim = max((p for p in (newest / 'train_state').rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+    if damage == 'truncate':
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    else:
+        victim.unlink()
+    starts = []
+    with caplog.at_level(logging.WARNING, logger='lwop_jax.training.checkpointing'):
+        resumed = train_loop.train_and_evaluate(
+            config, tmp_path / 'damaged', train_data=synthetic_data(starts=starts), evaluate_fn=None
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.name == 'lwop_jax.training.checkpointing']
+    assert len(warnings) == 1 and 'checkpoint 4 is damaged' in warnings[0] and 'from checkpoint 2' in warnings[0]
+    assert '\n' not in warnings[0]
+    assert starts == [2] and (tmp_path / 'damaged' / 'checkpoints' / 'damaged-4').is_dir()
+    for name in ('params', 'batch_stats', 'opt_state'):
+        for a, b in zip(flat_arrays(getattr(uninterrupted, name)), flat_arrays(getattr(resumed, name))):
+            np.testing.assert_array_equal(a, b, err_msg=name)

@@ -4,6 +4,7 @@ resumed run ends bit-identical to an uninterrupted one."""
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 import jax
@@ -13,8 +14,11 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from lwop_jax.checkpoints.orbax_io import FORMAT_NAME, FORMAT_VERSION
+from lwop_jax.errors import ModelFileError
 from lwop_jax.model.variables import model_size
 from lwop_jax.training.step import TrainState, replicated
+
+logger = logging.getLogger(__name__)
 
 
 def make_checkpoint_manager(workdir, config):
@@ -64,8 +68,41 @@ def _opt_leaves(opt_state) -> dict:
 
 
 def restore_checkpoint(manager, graphdef, state: TrainState, mesh: Mesh) -> tuple[TrainState, dict]:
-    """The latest checkpoint restored into ``state``'s structure, replicated over ``mesh``."""
-    step = manager.latest_step()
+    """The newest intact checkpoint restored into ``state``'s structure, replicated over ``mesh``.
+
+    A newer checkpoint that cannot be read (a file missing or truncated, as a crash or a full disk
+    leaves them) is moved aside to ``damaged-<step>`` in the same folder, and one warning line names it
+    and the checkpoint used instead. ModelFileError when none is intact.
+    """
+    damaged = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = _restore_step(manager, step, graphdef, state, mesh)
+        except Exception as exc:  # orbax and tensorstore raise many types for a damaged file
+            damaged.append((step, ' '.join(f'{type(exc).__name__}: {exc}'.split())[:200]))
+            continue
+        if damaged:
+            _set_aside(manager, [bad for bad, _ in damaged])
+            logger.warning(
+                '%s: checkpoint %s is damaged (%s); moved aside to damaged-%s, resuming from checkpoint %d',
+                manager.directory, damaged[0][0], damaged[0][1], damaged[0][0], step,
+            )  # fmt: skip
+        return restored
+    raise ModelFileError(
+        f'{manager.directory}: no intact checkpoint to resume from (newest: {damaged[0][0]}: {damaged[0][1]})'
+    )
+
+
+def _set_aside(manager, steps) -> None:
+    """Renames damaged step folders so that the manager (and a later save of the same step) skip them."""
+    directory = pathlib.Path(manager.directory)
+    if jax.process_index() == 0:
+        for step in steps:
+            (directory / str(step)).rename(directory / f'damaged-{step}')
+    manager.reload()
+
+
+def _restore_step(manager, step: int, graphdef, state: TrainState, mesh: Mesh) -> tuple[TrainState, dict]:
     sharding = replicated(mesh)
 
     def abstract(tree):
