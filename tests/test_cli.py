@@ -210,3 +210,37 @@ def test_every_exception_class_belongs_to_the_family():
             ):
                 outsiders.append(f'{module.__name__}.{name}')
     assert not outsiders, outsiders
+
+
+@pytest.mark.parametrize(
+    'case',
+    ['no_images_folder', 'no_keypoints_json', 'batch_not_divisible', 'init_from_an_image', 'init_from_mobilenet'],
+)
+def test_training_bad_input_is_one_line(case, coco_mini_dir, reference_dir, tmp_path):
+    """lwop train refuses bad input in one line naming the file (or the key) and the problem, exit status 1."""
+    labels, images = coco_mini_dir / 'person_keypoints_val2017_mini.json', coco_mini_dir / 'val2017'
+    overrides = {'train_labels': labels, 'train_images': images, 'val_after': 0, 'crop_size': 64, 'batch_size': 2}
+    env = dict(os.environ)
+    if case == 'no_images_folder':
+        overrides['train_images'], expected = tmp_path / 'nowhere', 'nowhere: COCO images folder not found'
+    elif case == 'no_keypoints_json':
+        not_keypoints = tmp_path / 'instances.json'
+        not_keypoints.write_text('{"images": [], "categories": [{"id": 1, "name": "person"}]}')
+        overrides['train_labels'], expected = (
+            not_keypoints,
+            "instances.json: not a COCO annotation file: no 'annotations'",
+        )
+    elif case == 'batch_not_divisible':
+        env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+        overrides['batch_size'], expected = 3, 'batch_size 3 is not divisible by the 2 devices'
+    elif case == 'init_from_an_image':
+        overrides['init_from'] = sorted(images.glob('*.jpg'))[0]
+        expected = f'{overrides["init_from"]}: not a PyTorch checkpoint'
+    else:
+        overrides['init_from'] = reference_dir / 'mobilenet_sgd_format.pth.tar'
+        expected = 'not a Lightweight OpenPose checkpoint (no initial_stage.* tensors; for MobileNet ImageNet'
+    command = ['-m', 'lwop_jax', 'train', '--config', 'tiny', '--workdir', str(tmp_path / 'w')]
+    result = run_python(command + [f'--config.{key}={value}' for key, value in overrides.items()], tmp_path, env=env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], result.stderr[-2000:]
