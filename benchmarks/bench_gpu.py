@@ -87,7 +87,7 @@ def peak_device_bytes(device) -> int | None:
     return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
-def run_jax(batch: int, size: int, stages: int, dtype: str, formulation: str, steps: int) -> dict:
+def run_jax(batch: int, size: int, stages: int, dtype: str, formulation: str, steps: int, device=None) -> dict:
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -96,7 +96,7 @@ def run_jax(batch: int, size: int, stages: int, dtype: str, formulation: str, st
     from lwop_jax.training import optimizer
     from lwop_jax.training import step as train_step
 
-    device = jax.devices()[0]
+    device = device or jax.devices()[0]
     compute = {'float32': None, 'bfloat16': jnp.bfloat16}[dtype]
     model = PoseNet(stages, dtype=compute, rngs=nnx.Rngs(0)).set_conv_formulation(formulation)
     flops = conv_flops(nnx.clone(model).set_training(False), size)

@@ -21,50 +21,13 @@ on the 2 cores, close to their float32 peak.
 """
 
 import argparse
-import statistics
-import time
 
+import bench_gpu  # beside this script: the same step measurement
 import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
 
-from lwop_jax.model import PoseNet
-from lwop_jax.training import host_heap, optimizer
-from lwop_jax.training import step as train_step_lib
+from lwop_jax.training import host_heap
 
 ORIGINAL_CPU_IMAGES_PER_SEC = 2.29
-
-
-def make_batch(batch, size, rng):
-    cells = size // 8
-    return {
-        'image': (rng.normal(size=(batch, size, size, 3)) * 0.4).astype(np.float32),
-        'heatmaps': rng.uniform(size=(batch, cells, cells, 19)).astype(np.float32),
-        'pafs': (rng.normal(size=(batch, cells, cells, 38)) * 0.3).astype(np.float32),
-        'mask': np.ones((batch, cells, cells), np.float32),
-    }
-
-
-def bench(device, dtype, batch, size, stages, steps):
-    model = PoseNet(stages, dtype=dtype, rngs=nnx.Rngs(0))
-    tx = optimizer.make_optimizer(model, base_lr=4e-5, weight_decay=5e-4, steps_per_epoch=1000)
-    graphdef, state = train_step_lib.create_train_state(model, tx)
-    mesh = train_step_lib.make_mesh([device])
-    state = train_step_lib.replicate_state(state, mesh)
-    step = train_step_lib.jit_train_step(graphdef, tx, mesh)
-    data = train_step_lib.global_batch([make_batch(batch, size, np.random.default_rng(0))], mesh)
-    start = time.perf_counter()
-    state, metrics = step(state, data)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, metrics = step(state, data)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    return compile_s, statistics.median(times), min(times), float(metrics['loss'])
 
 
 def main():
@@ -87,12 +50,13 @@ def main():
     accelerators = [d for d in jax.devices() if d.platform != 'cpu']
     runs += [(d, b) for d in accelerators[:1] for b in sorted({args.batch, args.gpu_batch})]
     for device, batch in runs:
-        for name, dtype in (('float32', None), ('bfloat16', jnp.bfloat16)):
-            compile_s, median, fastest, loss = bench(device, dtype, batch, args.size, args.stages, args.steps)
-            rate = batch / median
+        for dtype in ('float32', 'bfloat16'):
+            # The same measurement as the GPU benchmark's (one step function, timed the same way).
+            result = bench_gpu.run_jax(batch, args.size, args.stages, dtype, 'auto', args.steps, device=device)
+            rate = result['images_per_s']
             print(
-                f'{str(device):<28}{name:<10}{batch:>6}{compile_s:>11.1f}{median:>10.3f}{fastest:>8.3f}'
-                f'{rate:>10.2f}{rate / ORIGINAL_CPU_IMAGES_PER_SEC:>16.2f}x',
+                f'{str(device):<28}{dtype:<10}{batch:>6}{result["compile_s"]:>11.1f}{result["step_ms"] / 1000:>10.3f}'
+                f'{result["min_step_ms"] / 1000:>8.3f}{rate:>10.2f}{rate / ORIGINAL_CPU_IMAGES_PER_SEC:>16.2f}x',
                 flush=True,
             )
 
