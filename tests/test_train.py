@@ -317,6 +317,21 @@ def test_a_few_steps_lower_the_loss_and_log_to_tensorboard(coco_mini_dir, tmp_pa
     assert read_scalars(tmp_path / 'tensorboard', 'train/learning_rate') == [pytest.approx(1e-3)] * 8
     stage_tags = read_scalars(tmp_path / 'tensorboard', 'train/stage2_pafs')
     assert len(stage_tags) == 8
+    # The heatmap picture at iteration 8, as TensorBoard's image plugin reads it: width, height, a PNG.
+    import tensorflow as tf
+
+    images = [
+        (event.step, value)
+        for path in (tmp_path / 'tensorboard').glob('events.out.tfevents.*')
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag == 'train/heatmaps_input_target_predicted'
+    ]
+    assert [step for step, _ in images] == [8]
+    assert images[0][1].metadata.plugin_data.plugin_name == 'images'
+    width, height, png = tf.make_ndarray(images[0][1].tensor)
+    picture = tf.io.decode_png(png).numpy()
+    assert picture.shape == (int(height), int(width), 3) and int(width) == 3 * int(height)
 
 
 @pytest.mark.slow

@@ -17,46 +17,30 @@ logger = logging.getLogger(__name__)
 
 
 class Monitor:
-    """TensorBoard event files (process 0 only) through tf.summary; a no-op when disabled.
-
-    Writes with ``tf.summary.write`` and the scalars/images plugin metadata, the exact records
-    ``tf.summary.scalar``/``image`` produce, because those two need the ``tensorboard`` package at
-    write time; only viewing the logs needs it (``pip install tensorboard``).
-    """
+    """TensorBoard event files (process 0 only) through ``tf.summary.scalar`` / ``tf.summary.image``; a
+    no-op when disabled. ``tensorboard --logdir WORKDIR`` shows them (tensorboard is in the [train] extra)."""
 
     def __init__(self, workdir, enabled: bool):
         self.writer = None
         if enabled and jax.process_index() == 0:
             import tensorflow as tf  # the [train] extra; only process 0 with TensorBoard on loads it here
-            from tensorflow.core.framework import summary_pb2
 
             tf.config.set_visible_devices([], 'GPU')  # TF must not take the accelerator's memory
             self._tf = tf
-            self._metadata = {
-                plugin: summary_pb2.SummaryMetadata(
-                    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
-                )
-                for plugin in ('scalars', 'images')
-            }
             self.writer = tf.summary.create_file_writer(str(pathlib.Path(workdir) / 'tensorboard'))
 
     def scalars(self, step: int, values: dict):
         if self.writer is not None:
             with self.writer.as_default(step=step):
                 for name, value in values.items():
-                    self._tf.summary.write(
-                        name, self._tf.constant(float(value), self._tf.float32), metadata=self._metadata['scalars']
-                    )
+                    self._tf.summary.scalar(name, float(value))
 
     def image(self, step: int, name: str, image: np.ndarray):
         """``image``: (H, W, 3) floats in [0, 1]."""
         if self.writer is not None:
-            tf = self._tf
             pixels = np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)
-            png = tf.image.encode_png(pixels)
-            record = tf.stack([tf.as_string(pixels.shape[1]), tf.as_string(pixels.shape[0]), png])
             with self.writer.as_default(step=step):
-                tf.summary.write(name, record, metadata=self._metadata['images'])
+                self._tf.summary.image(name, pixels[None])
 
     def flush(self):
         if self.writer is not None:
