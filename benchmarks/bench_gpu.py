@@ -28,6 +28,7 @@ read off the table ('auto' in lwop_jax.model.layers): the faster one where both 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -385,6 +386,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.batch, args.size, args.steps, args.stages, args.dtypes = 2, 64, 2, [1], ['float32']
+    if importlib.util.find_spec('lwop_jax') is None:  # the GPU machine gets a checkout, not an install
+        sys.path.insert(0, str(ROOT))
     if args.child:
         child(json.loads(args.child), args)
         return 0
