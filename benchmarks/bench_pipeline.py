@@ -6,7 +6,8 @@ Two measurements:
    :func:`lwop_jax.data.samples.process_sample` timed one by one (read file, JPEG decode,
    augmentation draw, warp of image/mask/keypoints, targets = heatmaps + PAFs + stride-8 mask),
    with and without reduced-size JPEG decoding;
-2. the full tf.data pipeline (parallel map, batching, prefetch) on all cores of this machine.
+2. the full tf.data pipeline (parallel map, batching, prefetch) on all cores of this machine, from the
+   JSON and image files and from TFDS records prepared from them (``config.data_source``).
 
 "Per core" is given two ways: wall-clock samples/s divided by the cores, and samples per CPU-second
 of this process (all its threads), which is what a core delivers when the machine is shared. The
@@ -21,6 +22,7 @@ import collections
 import os
 import pathlib
 import statistics
+import tempfile
 import time
 
 import cv2
@@ -66,43 +68,42 @@ def timed_sample(source, index, rng, config, times):
     return reduction
 
 
-def single_threaded(labels, images_dir, samples, reduced_decode):
+def single_threaded(labels, images_dir, num_samples, reduced_decode):
     cv2.setNumThreads(0)
     source = samples.LabelFileSource(labels, images_dir)
     config = samples.SampleConfig(reduced_decode=reduced_decode)
     for index in range(len(labels)):  # warm-up (page cache, lazy imports)
         timed_sample(source, index, pipeline.sample_rng(99, 0, index), config, collections.Counter())
     times, reductions = collections.Counter(), collections.Counter()
-    for position in range(samples):
+    for position in range(num_samples):
         index = position % len(labels)
         reductions[timed_sample(source, index, pipeline.sample_rng(0, 0, position), config, times)] += 1
     # The real thing end to end, for comparison with the sum of the stages.
     start, start_cpu = time.perf_counter(), time.process_time()
-    for position in range(samples):
+    for position in range(num_samples):
         samples.process_sample(source.load(position % len(labels)), pipeline.sample_rng(0, 0, position), config)
     return times, reductions, time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def report_single(name, times, reductions, end_to_end, end_to_end_cpu, samples):
+def report_single(name, times, reductions, end_to_end, end_to_end_cpu, num_samples):
     total = sum(times.values())
     print(
-        f'\n[{name}] single-threaded, {samples} samples: {samples / total:.1f} samples/s (wall, stages); '
-        f'process_sample end to end {samples / end_to_end:.1f} samples/s wall, '
-        f'{samples / end_to_end_cpu:.1f} samples per CPU-second '
-        f'= {samples / end_to_end_cpu / ORIGINAL_SAMPLES_PER_S:.2f}x the original'
+        f'\n[{name}] single-threaded, {num_samples} samples: {num_samples / total:.1f} samples/s (wall, stages); '
+        f'process_sample end to end {num_samples / end_to_end:.1f} samples/s wall, '
+        f'{num_samples / end_to_end_cpu:.1f} samples per CPU-second '
+        f'= {num_samples / end_to_end_cpu / ORIGINAL_SAMPLES_PER_S:.2f}x the original'
     )
     for stage, seconds in times.items():
-        print(f'  {stage:18s} {seconds / samples * 1e3:6.3f} ms  {seconds / total:6.1%}')
+        print(f'  {stage:18s} {seconds / num_samples * 1e3:6.3f} ms  {seconds / total:6.1%}')
     print('  decode reductions: ' + ', '.join(f'1/{r}: {n}' for r, n in sorted(reductions.items())))
     warp_targets = times['warp'] + times['targets']
     print(
-        f'  warp + targets = {warp_targets / samples * 1e3:.3f} ms vs JPEG decode '
-        f'{times["JPEG decode"] / samples * 1e3:.3f} ms'
+        f'  warp + targets = {warp_targets / num_samples * 1e3:.3f} ms vs JPEG decode '
+        f'{times["JPEG decode"] / num_samples * 1e3:.3f} ms'
     )
 
 
-def full_pipeline(labels, images_dir, batch_size, batches, passes=3):
-    dataset = pipeline.make_train_dataset(labels, images_dir, batch_size=batch_size, seed=0)
+def full_pipeline(dataset, batch_size, batches, passes=3):
     iterator = iter(dataset)
     for _ in range(5):
         next(iterator)
@@ -137,17 +138,28 @@ def main():
     for name, reduced in (('reduced decode', True), ('full-size decode', False)):
         report_single(name, *single_threaded(labels, images_dir, args.samples, reduced), args.samples)
 
-    for cv2_threads in (0, cores):
-        cv2.setNumThreads(cv2_threads)
-        rates, cpu_rates = full_pipeline(labels, images_dir, args.batch_size, args.batches)
-        rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
-        print(
-            f'\n[tf.data pipeline] batch {args.batch_size}, AUTOTUNE map, {cores} cores, '
-            f'cv2.setNumThreads({cv2_threads}): {rate:.1f} samples/s wall = {rate / cores:.1f} per core; '
-            f'{cpu_rate:.1f} samples per CPU-second (all threads) = '
-            f'{cpu_rate / ORIGINAL_SAMPLES_PER_S:.2f}x the original per core '
-            f'(wall passes: {", ".join(f"{r:.0f}" for r in rates)})'
+    with tempfile.TemporaryDirectory() as tfds_dir:
+        from lwop_jax.data import tfds_coco
+
+        builder = tfds_coco.prepared_builder(
+            args.coco_mini / 'person_keypoints_val2017_mini.json', images_dir, tfds_dir
         )
+        datasets = {
+            'json': lambda: pipeline.make_train_dataset(labels, images_dir, batch_size=args.batch_size, seed=0),
+            'tfds': lambda: tfds_coco.make_train_dataset_from_tfds(builder, batch_size=args.batch_size, seed=0),
+        }
+        for cv2_threads in (0, cores):
+            cv2.setNumThreads(cv2_threads)
+            for source, make_dataset in datasets.items():
+                rates, cpu_rates = full_pipeline(make_dataset(), args.batch_size, args.batches)
+                rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
+                print(
+                    f'\n[tf.data pipeline, {source} source] batch {args.batch_size}, AUTOTUNE map, {cores} cores, '
+                    f'cv2.setNumThreads({cv2_threads}): {rate:.1f} samples/s wall = {rate / cores:.1f} per core; '
+                    f'{cpu_rate:.1f} samples per CPU-second (all threads) = '
+                    f'{cpu_rate / ORIGINAL_SAMPLES_PER_S:.2f}x the original per core '
+                    f'(wall passes: {", ".join(f"{r:.0f}" for r in rates)})'
+                )
     print(f'load average after: {os.getloadavg()[0]:.2f} (other processes share these cores)')
 
 

@@ -157,8 +157,9 @@ def test_unknown_config_lists_the_shipped_ones(tmp_path):
 
 @pytest.mark.slow
 def test_train_script_runs_quietly(coco_mini_dir, tmp_path):
-    """train.py itself: a few iterations on the COCO mini images, resumed once; only the progress bar
-    and nothing from TensorFlow, CUDA, absl or orbax on the terminal."""
+    """train.py itself: a few iterations on the COCO mini images, resumed once from TFDS records of the
+    same images (the same samples); only the progress bar and nothing from TensorFlow, TFDS, CUDA, absl
+    or orbax on the terminal."""
     labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
     command = [
         str(PROJECT_ROOT / 'train.py'),
@@ -177,7 +178,8 @@ def test_train_script_runs_quietly(coco_mini_dir, tmp_path):
     ]
     first = run_python(command + ['--config.num_train_steps=2'], tmp_path, env=dict(os.environ, COLUMNS='80'))
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_python(command + ['--config.num_train_steps=3'], tmp_path)
+    tfds = ['--config.data_source=tfds', f'--config.tfds_data_dir={tmp_path / "tfds"}']
+    second = run_python(command + ['--config.num_train_steps=3'] + tfds, tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     for result in (first, second):
         lines = [line for line in result.stderr.replace('\r', '\n').splitlines() if line.strip()]
@@ -186,6 +188,7 @@ def test_train_script_runs_quietly(coco_mini_dir, tmp_path):
         assert result.stdout == ''
     assert sorted(p.name for p in (tmp_path / 'w' / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '3']
     assert (tmp_path / 'w' / 'tensorboard').is_dir()
+    assert list((tmp_path / 'tfds' / 'lwop_coco_person_keypoints').glob('*/1.1.0/*.array_record-*'))
 
 
 def test_every_exception_class_belongs_to_the_family():

@@ -31,6 +31,8 @@ def get_config():
     # Data.
     config.train_labels = ''            # COCO person_keypoints_train2017.json
     config.train_images = ''            # COCO train2017/
+    config.data_source = 'json'         # 'json': the JSON and image files; 'tfds': records prepared once from them
+    config.tfds_data_dir = ''           # tfds records go here ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)
     config.crop_size = 368
     config.label_net_input_size = 368   # a label's scale_provided = its bbox height / this (the original: 368)
     config.stride = 8

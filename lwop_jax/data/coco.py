@@ -298,6 +298,19 @@ def crowd_mask(segmentations, height, width):
     return mask
 
 
+def check_coco_files(annotations_json, images_dir):
+    """InputFileError (one line) when the images folder or the annotation file is missing."""
+    if not os.path.isdir(images_dir):
+        raise InputFileError(
+            f'{images_dir}: COCO images folder not found (expected e.g. train2017/ with the JPEG files)'
+        )
+    if not os.path.isfile(annotations_json):
+        raise InputFileError(
+            f'{annotations_json}: COCO annotation file not found (expected e.g. '
+            'annotations/person_keypoints_train2017.json)'
+        )
+
+
 def load_training_labels(annotations_json, images_dir, net_input_size=368):
     """Read and prepare the training labels, checking the COCO layout first.
 
@@ -308,15 +321,7 @@ def load_training_labels(annotations_json, images_dir, net_input_size=368):
     pipeline skips them.
     """
     annotations_json, images_dir = os.fspath(annotations_json), os.fspath(images_dir)
-    if not os.path.isdir(images_dir):
-        raise InputFileError(
-            f'{images_dir}: COCO images folder not found (expected e.g. train2017/ with the JPEG files)'
-        )
-    if not os.path.isfile(annotations_json):
-        raise InputFileError(
-            f'{annotations_json}: COCO annotation file not found (expected e.g. '
-            'annotations/person_keypoints_train2017.json)'
-        )
+    check_coco_files(annotations_json, images_dir)
     labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
     if not labels:
         raise InputFileError(f'{annotations_json}: no person qualifies as a training sample')

@@ -122,6 +122,8 @@ def decode_reduction(scale, enabled=True):
 def decode_image(image_bytes, width, height, reduction=1):
     """Encoded image -> (ceil(H / r), ceil(W / r), 3) uint8 BGR; UnreadableImage if it cannot be
     decoded or its size differs from the annotation's (width, height)."""
+    if not image_bytes:  # OpenCV asserts on an empty buffer
+        raise UnreadableImage('empty file')
     image = cv2.imdecode(np.frombuffer(image_bytes, dtype=np.uint8), _REDUCED_DECODE_FLAGS[reduction])
     if image is None:
         raise UnreadableImage('not a decodable image')

@@ -7,27 +7,36 @@ regions as a compressed COCO RLE. Records are written as ArrayRecord, so that
 :func:`make_train_dataset_from_tfds` gets random access and feeds exactly the same per-sample
 processing, order, sharding and ``start_step`` logic as :func:`lwop_jax.data.pipeline.make_train_dataset`.
 
-Note: TFDS orders records by a hash of their key, not in label order; ``label_index`` keeps the
-position in ``prepare_annotations``' output.
+Records keep label order (TFDS's key-hash shuffling is off): record i is label i of
+``prepare_annotations``' output (also stored as ``label_index``), so a seed gives the same samples from
+the records as from the JSON.
 
-Usage::
+Usage (``train.py --config.data_source=tfds`` does this with :func:`prepared_builder`)::
 
     builder = CocoPersonKeypoints(data_dir='~/tensorflow_datasets')
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir='/data/coco'))
     dataset = make_train_dataset_from_tfds(builder, split='train', batch_size=32)
 """
 
+import contextlib
 import dataclasses
+import hashlib
+import io
+import logging
 import os
+import re
+import sys
 import warnings
 
 import numpy as np
 import tensorflow_datasets as tfds
 from pycocotools import mask as mask_utils
+from tqdm import tqdm
 
+from lwop_jax.data.augment import AugmentConfig
 from lwop_jax.data.coco import crowd_mask, load_coco_json, prepare_annotations
 from lwop_jax.data.pipeline import make_dataset_from_source
-from lwop_jax.data.samples import SampleConfig, SampleInputs
+from lwop_jax.data.samples import SampleConfig, SampleInputs, UnreadableImage
 from lwop_jax.skeleton import NUM_COCO_KEYPOINTS
 
 NET_INPUT_SIZE = 368  # scale_provided = bbox height / NET_INPUT_SIZE, as the original's labels
@@ -35,9 +44,11 @@ NET_INPUT_SIZE = 368  # scale_provided = bbox height / NET_INPUT_SIZE, as the or
 
 @dataclasses.dataclass(eq=False)
 class CocoKeypointsConfig(tfds.core.BuilderConfig):
-    """splits: {split name: (annotation JSON relative to manual_dir, images folder relative to it)}."""
+    """splits: {split name: (annotation JSON relative to manual_dir, images folder relative to it)};
+    net_input_size: a label's scale_provided = its bbox height / this (the original: 368)."""
 
     splits: dict = dataclasses.field(default_factory=dict)
+    net_input_size: int = NET_INPUT_SIZE
 
 
 COCO_2017 = CocoKeypointsConfig(
@@ -72,8 +83,11 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
     """COCO person keypoints, one record per training label of the original's preparation."""
 
     name = 'lwop_coco_person_keypoints'
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    VERSION = tfds.core.Version('1.1.0')
+    RELEASE_NOTES = {
+        '1.0.0': 'Initial release.',
+        '1.1.0': 'Records in label order (record i = label i); a missing image is stored as empty bytes.',
+    }
     BUILDER_CONFIGS = [COCO_2017]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Download COCO 2017 from https://cocodataset.org/#download and place in manual_dir:
@@ -120,6 +134,8 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             homepage='https://cocodataset.org/#keypoints-2017',
+            # Record i is label i, so that a seed gives the same samples as the JSON source.
+            disable_shuffling=True,
         )
 
     def _split_generators(self, dl_manager):
@@ -136,15 +152,26 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
         return generators
 
     def _generate_examples(self, annotations_json, images_dir):
-        labels = prepare_annotations(load_coco_json(annotations_json), NET_INPUT_SIZE, source=annotations_json)
+        net_input_size = self.builder_config.net_input_size
+        labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
         image_bytes = {}  # several labels share an image: read it once (labels are grouped per image)
-        for label_index, label in enumerate(labels):
+        progress = tqdm(labels, desc='TFDS records', unit='label', disable=None, file=sys.stderr)
+        for label_index, label in enumerate(progress):
             name = label['img_paths']
             if name not in image_bytes:
                 image_bytes.clear()
-                with open(os.path.join(images_dir, name), 'rb') as file:
-                    image_bytes[name] = file.read()
+                image_bytes[name] = _read_or_empty(os.path.join(images_dir, name))
             yield label_index, label_to_record(label, label_index, image_bytes[name])
+
+
+def _read_or_empty(path):
+    """The file's bytes, or b'' when it is missing: the pipeline then skips that sample and reports it,
+    as it does for a missing file with the JSON source (so record i stays label i)."""
+    try:
+        with open(path, 'rb') as file:
+            return file.read()
+    except FileNotFoundError:
+        return b''
 
 
 def label_to_record(label, label_index, image_bytes):
@@ -185,6 +212,8 @@ class TfdsSampleSource:
 
     def load(self, index):
         record = self.data_source[index]
+        if not len(record['image']):
+            raise UnreadableImage('the image file was missing when the records were prepared')
         label = {key: record[key] for key in ('img_width', 'img_height', 'objpos', 'scale_provided')}
         keypoints = np.concatenate([record['keypoints'][None], record['other_keypoints']], axis=0)
         crowd = None
@@ -202,6 +231,59 @@ class TfdsSampleSource:
             crowd_mask=crowd,
             name=f'{self.name(index)} ({file_name})',
         )
+
+
+def files_config(annotations_json, images_dir, net_input_size=NET_INPUT_SIZE):
+    """(builder config, manual_dir) for one annotation file and its images folder: split 'train'.
+
+    The config's name carries the JSON's name and a hash of both paths, the JSON's size and
+    net_input_size, so that records prepared from other files or settings go to another folder.
+    """
+    annotations_json, images_dir = os.path.abspath(annotations_json), os.path.abspath(images_dir)
+    manual_dir = os.path.commonpath([os.path.dirname(annotations_json), images_dir])
+    identity = f'{annotations_json}\n{images_dir}\n{os.path.getsize(annotations_json)}\n{net_input_size}'
+    stem = re.sub(r'[^a-z0-9]+', '_', os.path.splitext(os.path.basename(annotations_json))[0].lower())
+    config = CocoKeypointsConfig(
+        name=f'{stem}_{hashlib.sha256(identity.encode()).hexdigest()[:12]}',
+        description=f'{annotations_json} with the images of {images_dir}',
+        splits={'train': (os.path.relpath(annotations_json, manual_dir), os.path.relpath(images_dir, manual_dir))},
+        net_input_size=net_input_size,
+    )
+    return config, manual_dir
+
+
+def prepared_builder(annotations_json, images_dir, data_dir=None, net_input_size=NET_INPUT_SIZE):
+    """The builder of :func:`files_config`, its records written once (later calls find them and only read).
+
+    data_dir: where TFDS keeps prepared datasets (None: its default, ``$TFDS_DATA_DIR`` or
+    ``~/tensorflow_datasets``).
+    """
+    config, manual_dir = files_config(annotations_json, images_dir, net_input_size)
+    with _tfds_quiet():
+        builder = CocoPersonKeypoints(config=config, data_dir=os.fspath(data_dir) if data_dir else None)
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return builder
+
+
+class _NotCustomConfigNotice(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith('Using custom data configuration')
+
+
+@contextlib.contextmanager
+def _tfds_quiet():
+    """TFDS's own output hidden while it prepares: its notice that the config is not a registered one (it
+    is ours by design), its printed 'Downloading and preparing' lines and its bars without a total; the
+    builder shows one bar over the labels instead (:meth:`CocoPersonKeypoints._generate_examples`)."""
+    absl_logger, notice = logging.getLogger('absl'), _NotCustomConfigNotice()
+    absl_logger.addFilter(notice)
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(True)
+        absl_logger.removeFilter(notice)
 
 
 def _as_builder(builder_or_dir):
@@ -227,13 +309,14 @@ def make_train_dataset_from_tfds(
     start_step=0,
     num_parallel_calls=None,
     reduced_decode=True,
+    max_rotate_degree=40.0,
     skipped_images=None,
 ):
     """:func:`lwop_jax.data.pipeline.make_train_dataset` over a prepared split of the builder.
 
     builder_or_dir: a prepared :class:`CocoPersonKeypoints` or the folder of a prepared version
     (``<data_dir>/lwop_coco_person_keypoints/<config>/<version>``). Sample index i is record i of
-    the split (TFDS's stored order); everything else is as in make_train_dataset.
+    the split (label i); everything else is as in make_train_dataset.
     """
     builder = _as_builder(builder_or_dir)
     source = TfdsSampleSource(builder.as_data_source(split=split), split)
@@ -244,6 +327,7 @@ def make_train_dataset_from_tfds(
         paf_thickness=paf_thickness,
         augment=augment,
         reduced_decode=reduced_decode,
+        augment_config=AugmentConfig(max_rotate_degree=max_rotate_degree),
     )
     return make_dataset_from_source(
         source,

@@ -2,6 +2,9 @@
 
 :func:`train_data_from_config` maps the config's data keys onto the tf.data pipeline
 (:mod:`lwop_jax.data.pipeline`) in one place: ``train.py`` and the demo both build their input this way.
+``config.data_source`` picks where samples come from: 'json' reads the COCO JSON and the image files,
+'tfds' reads TFDS records prepared once from them (:mod:`lwop_jax.data.tfds_coco`). Both give the same
+samples for the same seed.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import jax
+from jax.experimental import multihost_utils
 
-from lwop_jax.data.coco import load_training_labels
-from lwop_jax.errors import TrainingError
+from lwop_jax.data.coco import check_coco_files, load_training_labels
+from lwop_jax.errors import InputFileError, TrainingError
+
+DATA_SOURCES = ('json', 'tfds')
 
 
 class TrainData(NamedTuple):
@@ -54,6 +60,10 @@ def pipeline_arguments(config) -> dict:
 
 def train_data_from_config(config) -> TrainData:
     """The tf.data COCO pipeline for ``config.train_labels`` / ``config.train_images``, one shard per process."""
+    if config.data_source not in DATA_SOURCES:
+        raise TrainingError(f'config.data_source: {config.data_source!r} is not one of {", ".join(DATA_SOURCES)}')
+    if config.data_source == 'tfds':
+        return _tfds_train_data(config)
     labels = load_training_labels(config.train_labels, config.train_images, net_input_size=config.label_net_input_size)
     from lwop_jax.data import pipeline  # TensorFlow (the [train] extra) loads only when training starts
 
@@ -64,6 +74,39 @@ def train_data_from_config(config) -> TrainData:
         return dataset.as_numpy_iterator()
 
     return TrainData(num_examples=len(labels), batches=batches)
+
+
+def _tfds_train_data(config) -> TrainData:
+    """The same stream from TFDS records, prepared on first use in ``config.tfds_data_dir``."""
+    check_coco_files(config.train_labels, config.train_images)
+    from lwop_jax.data import tfds_coco  # TensorFlow Datasets (the [train] extra) loads only when training starts
+
+    def prepare():
+        return tfds_coco.prepared_builder(
+            config.train_labels, config.train_images, config.tfds_data_dir or None, config.label_net_input_size
+        )
+
+    builder = _first_process_first(prepare)
+    num_examples = builder.info.splits['train'].num_examples
+    if not num_examples:
+        raise InputFileError(f'{config.train_labels}: no person qualifies as a training sample')
+    arguments = pipeline_arguments(config)
+
+    def batches(start_batch):
+        dataset = tfds_coco.make_train_dataset_from_tfds(builder, split='train', start_step=start_batch, **arguments)
+        return dataset.as_numpy_iterator()
+
+    return TrainData(num_examples=num_examples, batches=batches)
+
+
+def _first_process_first(function: Callable):
+    """``function()`` on process 0 first (it writes the records into a possibly shared folder), then on the
+    others, which find them there or, on a host that does not share the folder, write their own."""
+    if jax.process_count() == 1:
+        return function()
+    result = function() if jax.process_index() == 0 else None
+    multihost_utils.sync_global_devices('lwop_jax: TFDS records prepared by process 0')
+    return result if result is not None else function()
 
 
 def take(iterator, count: int) -> list:
