@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -85,8 +86,7 @@ def load_model(path, *, num_refinement_stages: int | None = None, dtype=None) ->
     if k > available:
         raise ModelFileError(f'{directory}: holds {available} refinement stages, {k} requested')
     try:
-        with _composite_checkpointer() as checkpointer:
-            restored = checkpointer.restore(directory.absolute(), ocp.args.Composite(model=ocp.args.StandardRestore()))
+        restored = _restore_model_item_as_numpy(directory.absolute())
     except Exception as exc:  # orbax raises many types; the user needs the file and the reason
         raise ModelFileError(f'{directory}: cannot read the orbax checkpoint ({type(exc).__name__}: {exc})') from exc
     flat = {dotted(path): np.asarray(leaf) for path, leaf in _flatten_dict(restored['model'])}
@@ -94,6 +94,18 @@ def load_model(path, *, num_refinement_stages: int | None = None, dtype=None) ->
     model = empty_model(k, dtype, **model_size(meta))
     assign(model, flat, str(directory))
     return model.set_training(False)
+
+
+def _restore_model_item_as_numpy(directory: pathlib.Path) -> dict:
+    """The ``model`` item as NumPy arrays on the host. Restoring to the shardings it was saved with would
+    fail wherever the devices differ from the writer's (a multi-host run's checkpoint on one machine)."""
+    saved = ocp.PyTreeCheckpointHandler().metadata(directory / 'model')
+    tree = getattr(saved, 'tree', saved)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    with _composite_checkpointer() as checkpointer:
+        return checkpointer.restore(
+            directory, ocp.args.Composite(model=ocp.args.PyTreeRestore(restore_args=restore_args))
+        )
 
 
 def _flatten_dict(tree, prefix=()):

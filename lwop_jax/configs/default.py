@@ -77,6 +77,11 @@ def get_config():
     config.val_output_name = 'detections.json'
     config.eval_num_refinement_stages = 0  # 0: all; 1 for the 3-stage run, as the original evaluates it
 
-    # Multi-host: call jax.distributed.initialize() (cluster auto-detection) first.
+    # Multi-host (jax.distributed): every process runs the same command. distributed=True alone lets JAX
+    # detect the cluster (SLURM, Open MPI, TPU pods, ...); on a plain cluster set the three keys below
+    # (they imply distributed). The workdir must be one folder that all processes see.
     config.distributed = False
+    config.coordinator_address = ''     # host:port of process 0, e.g. '10.0.0.1:1234'
+    config.num_processes = 0            # 0: detected
+    config.process_id = -1              # this process's rank; -1: detected
     return config

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from lwop_jax.checkpoints.orbax_io import FORMAT_NAME, FORMAT_VERSION
@@ -99,6 +100,8 @@ def _set_aside(manager, steps) -> None:
     if jax.process_index() == 0:
         for step in steps:
             (directory / str(step)).rename(directory / f'damaged-{step}')
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('lwop_jax: damaged checkpoints moved aside')
     manager.reload()
 
 

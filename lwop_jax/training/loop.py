@@ -48,10 +48,22 @@ logger = logging.getLogger(__name__)
 
 
 def maybe_initialize_distributed(config) -> None:
-    """Multi-host: ``jax.distributed.initialize()`` (cluster auto-detection) when configured."""
-    if config.distributed and not getattr(maybe_initialize_distributed, 'done', False):
-        jax.distributed.initialize()
-        maybe_initialize_distributed.done = True
+    """Multi-host: ``jax.distributed.initialize`` when ``config.distributed`` or ``coordinator_address`` is
+    set, with the explicit coordinator, process count and rank where given (else JAX detects the cluster).
+
+    Must run before anything touches a JAX device. On CPU the processes' collectives go through gloo.
+    """
+    if not (config.distributed or config.coordinator_address) or jax.distributed.is_initialized():
+        return
+    try:
+        jax.distributed.initialize(
+            coordinator_address=config.coordinator_address or None,
+            num_processes=config.num_processes if config.num_processes > 0 else None,
+            process_id=config.process_id if config.process_id >= 0 else None,
+        )
+    except (RuntimeError, ValueError) as exc:  # no cluster detected, coordinator unreachable, JAX started
+        where = config.coordinator_address or 'the detected cluster'
+        raise TrainingError(f'multi-host start through {where} failed: {" ".join(str(exc).split())[:300]}') from None
 
 
 def total_train_steps(config, iterations_per_epoch: int) -> int:
@@ -281,6 +293,8 @@ def _image_summary(monitor, graphdef, state, local_batch, config, step):
 
 
 def _validate(evaluate_fn, graphdef, state, config, monitor, step):
+    if jax.process_index() != 0:  # process 0 scores a host copy of the model; the others go on training
+        return
     model = model_from_state(graphdef, state, num_refinement_stages=config.eval_num_refinement_stages or None)
     logger.info('validation at iteration %d (%d refinement stage(s))...', step, model.num_refinement_stages)
     stats = evaluate_fn(model)
