@@ -20,6 +20,10 @@ class ModelFileError(LwopError, ValueError):
     """A model file that cannot be read, does not fit the network, or that a runtime cannot open."""
 
 
+class AccuracyGateError(LwopError):
+    """A quantized model that lost too much accuracy against its float original; nothing was written."""
+
+
 class FetchError(LwopError):
     """A download that failed; ``url`` and ``reason`` are kept apart so that callers can reword it."""
 

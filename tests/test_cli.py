@@ -93,8 +93,10 @@ def test_bad_model_file_is_one_line(tmp_path):
 
 
 def test_usage_errors_exit_2(tmp_path):
-    result = run_python(['-m', 'lwop_jax', 'convert', 'x.pth', '--openvino', 'ir'], tmp_path)
-    assert result.returncode == 2 and '--openvino converts the ONNX export' in result.stderr
+    result = run_python(['-m', 'lwop_jax', 'convert', 'x.pth', '--output', 'o', '--calibration-images', 'd'], tmp_path)
+    assert result.returncode == 2 and '--calibration-images and --calibration-labels are for --precision int8' in (
+        result.stderr
+    )
     result = run_python(['-m', 'lwop_jax', 'train', '--config', 'tiny', '--workdir', 'w', '--bogus'], tmp_path)
     assert result.returncode == 2 and 'unrecognized arguments: --bogus' in result.stderr
     result = run_python(['-m', 'lwop_jax', 'nothing'], tmp_path)

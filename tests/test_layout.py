@@ -43,6 +43,7 @@ OPTIONAL = {
     'tensorflow',
     'tensorflow_datasets',
     'openvino',
+    'nncf',
     'pycocotools',
     'jax2onnx',
     'onnx',

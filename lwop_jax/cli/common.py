@@ -17,6 +17,7 @@ from types import ModuleType
 
 from tqdm import tqdm
 
+from lwop_jax.checkpoints.metadata import PRECISIONS
 from lwop_jax.errors import LwopError
 from lwop_jax.inference.backends import BACKENDS
 
@@ -24,8 +25,8 @@ from lwop_jax.inference.backends import BACKENDS
 def add_model_source_arguments(
     parser: argparse.ArgumentParser, *, default: str | None = None, required: bool = False
 ) -> None:
-    """--checkpoint-path, --backend, --threads, --num-refinement-stages: where the model comes from and
-    what runs it (infer, evaluate)."""
+    """--checkpoint-path, --backend, --threads, --num-refinement-stages, --precision: where the model comes
+    from and what runs it (infer, evaluate)."""
     default_note = f" (default {default}: the original's checkpoint, downloaded and cached once)" if default else ''
     parser.add_argument(
         '--checkpoint-path',
@@ -40,6 +41,17 @@ def add_model_source_arguments(
         type=int,
         help='keep this many refinement stages of a .pth or orbax model (default: all)',
     )
+    add_precision_argument(
+        parser,
+        'compute precision (default: the one the model file was made for, fp32 if untagged): bf16 is '
+        "OpenVINO's precision hint (fp32 with a warning on a CPU without bf16), int8 needs a quantized file",
+    )
+
+
+def add_precision_argument(parser, help_text: str, default: str | None = None, dest: str = 'precision') -> None:
+    """--precision fp32|bf16|int8 (convert, infer, evaluate), or another flag of the same kind (``dest``)."""
+    flag = '--' + dest.replace('_', '-')
+    parser.add_argument(flag, choices=PRECISIONS, default=default, dest=dest, help=help_text)
 
 
 def add_verbosity_argument(parser: argparse.ArgumentParser) -> None:

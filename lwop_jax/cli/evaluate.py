@@ -9,7 +9,8 @@ from lwop_jax import atomic
 from lwop_jax.cli import common
 from lwop_jax.evaluation import coco_eval, subsets
 from lwop_jax.evaluation.ceiling import ground_truth_ceiling
-from lwop_jax.inference.backends import load_backend
+from lwop_jax.evaluation.compare import compare_backends, side_by_side
+from lwop_jax.inference.backends import BACKENDS, load_backend
 
 DESCRIPTION = """COCO keypoint evaluation of a Lightweight OpenPose model (the original val.py, any backend).
 
@@ -19,6 +20,12 @@ DESCRIPTION = """COCO keypoint evaluation of a Lightweight OpenPose model (the o
 The checkpoint may be a torch .pth, an lwop_jax orbax folder, an .onnx file or OpenVINO .xml IR; the
 backend defaults by file type (jax for checkpoints, onnxruntime for .onnx, openvino for .xml). The
 detections (COCO results format) and the stats go to JSON files, each written atomically.
+
+--compare scores a second model file on the same images, side by side (single scale, no flip), with the
+people each finds and their keypoint agreement (mean OKS of the second's poses against the first's):
+
+  lwop evaluate --labels ... --images-folder ... --checkpoint-path fp32.onnx --compare int8.onnx
+  lwop evaluate --labels ... --images-folder ... --checkpoint-path lwop.xml --compare lwop.xml --compare-precision bf16
 """
 
 
@@ -54,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='evaluate the images that exist when some are missing (default: stop)',
     )
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--compare', metavar='MODEL', help='also score this model file, side by side')
+    parser.add_argument(
+        '--compare-backend', choices=sorted(BACKENDS), help='runtime of --compare (default: by its file type)'
+    )
+    common.add_precision_argument(parser, 'precision of --compare (default: its file tag)', dest='compare_precision')
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -62,6 +74,8 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return '--max-images must be at least 1'
     if args.make_subset is None and not (args.images_folder and args.checkpoint_path):
         return '--images-folder and --checkpoint-path are required to evaluate'
+    if args.compare and (args.multiscale or args.flip or args.visualize):
+        return '--compare runs single scale without flip or --visualize'
     return None
 
 
@@ -89,8 +103,14 @@ def run(args: argparse.Namespace) -> int:
     dataset = coco_eval.load_annotations(args.labels)
     coco_eval.locate_images(dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing)
     backend = load_backend(
-        args.checkpoint_path, args.backend, threads=args.threads, num_refinement_stages=args.num_refinement_stages
+        args.checkpoint_path,
+        args.backend,
+        threads=args.threads,
+        num_refinement_stages=args.num_refinement_stages,
+        precision=args.precision,
     )
+    if args.compare:
+        return compare(args, backend, dataset)
     result = coco_eval.evaluate_backend(
         backend,
         dataset,
@@ -110,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 result,
                 checkpoint=args.checkpoint_path,
                 backend=backend.name,
+                precision=backend.precision,
                 labels=args.labels,
                 scales=scales,
                 flip=args.flip,
@@ -127,6 +148,28 @@ def run(args: argparse.Namespace) -> int:
             f'ground-truth ceiling (perfect stride-8 maps, single scale, same {len(ceiling.image_ids)} images): '
             f'AP {ceiling.stats["AP"]:.3f}, AP50 {ceiling.stats["AP50"]:.3f}, AR {ceiling.stats["AR"]:.3f}'
         )
+    return 0
+
+
+def compare(args: argparse.Namespace, backend, dataset) -> int:
+    """--compare: both models on the same images, the 10 stats side by side and their agreement."""
+    other = load_backend(
+        args.compare,
+        args.compare_backend,
+        threads=args.threads,
+        num_refinement_stages=args.num_refinement_stages,
+        precision=args.compare_precision,
+    )
+    present, _ = coco_eval.locate_images(
+        dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing
+    )
+    images = [(entry['id'], path) for entry, path in present]
+    comparison = compare_backends(backend, other, images, dataset, progress=not args.no_progress)
+    print(f'A: {args.checkpoint_path} ({backend.name}, {backend.precision})')
+    print(f'B: {args.compare} ({other.name}, {other.precision})')
+    print(side_by_side(comparison, 'A', 'B'))
+    if comparison.unreadable:
+        print(f'warning: skipped {len(comparison.unreadable)} unreadable image(s)', file=sys.stderr)
     return 0
 
 

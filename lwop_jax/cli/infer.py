@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         track=args.video is not None and bool(args.track),
         smooth=bool(args.smooth),
         num_refinement_stages=args.num_refinement_stages,
+        precision=args.precision,
     )
+    print(f'model {args.checkpoint_path}: {estimator.backend_name}, {estimator.precision}')
     payload = runs.json_header(estimator, args.checkpoint_path, args.height_size)
     if args.images:
         payload['images'], failed = runs.run_images(estimator, args.images, args.output_dir, args.show)

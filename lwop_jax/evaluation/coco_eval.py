@@ -325,12 +325,21 @@ def _require_eval_mode(model):
 
 
 def stats_record(
-    result: EvalResult, *, checkpoint, backend, labels, scales=(1,), flip=False, base_height=VAL_BASE_HEIGHT
+    result: EvalResult,
+    *,
+    checkpoint,
+    backend,
+    labels,
+    scales=(1,),
+    flip=False,
+    base_height=VAL_BASE_HEIGHT,
+    precision='fp32',
 ) -> dict:
     """The stats JSON (evaluate.py --stats-json): the 10 stats by name and as a list, and how they were got."""
     return {
         'checkpoint': str(checkpoint),
         'backend': backend,
+        'precision': precision,
         'labels': str(labels),
         'multiscale': len(scales) > 1,
         'scales': list(scales),

@@ -20,8 +20,9 @@ import re
 import numpy as np
 import onnxruntime as ort
 
-from lwop_jax.checkpoints import hub
+from lwop_jax.checkpoints import hub, metadata
 from lwop_jax.errors import FetchError, ModelFileError
+from lwop_jax.inference import precision as precisions
 from lwop_jax.paths import cache_dir
 
 ONNX_SUFFIXES = ('.onnx',)
@@ -48,9 +49,12 @@ def _to_nhwc(maps: np.ndarray) -> np.ndarray:
 
 
 class OnnxRuntimeBackend:
+    """ONNX Runtime's CPU provider: fp32, or int8 from a QDQ-quantized file (``precision``: see
+    :func:`lwop_jax.inference.precision.resolve`; None: the file's tag)."""
+
     name = 'onnxruntime'
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, precision: str | None = None):
         options = ort.SessionOptions()
         # No busy-waiting between runs: pre-processing and decoding run between network calls and
         # would otherwise compete with ORT's idle threads spinning on the same cores.
@@ -62,6 +66,8 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise ModelFileError(f'{path}: ONNX Runtime cannot load this model ({exc})') from exc
+        tag = metadata.onnx_precision(self.session.get_modelmeta().custom_metadata_map)
+        self.precision = precisions.resolve(path, self.name, precision, tag)
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = list(_last_stage_names([o.name for o in self.session.get_outputs()]))
 
@@ -71,16 +77,33 @@ class OnnxRuntimeBackend:
 
 
 class OpenVinoBackend:
+    """OpenVINO on ``device``: fp32 (also on CPUs where OpenVINO would pick bf16 by itself), bf16 (its
+    precision hint, where the CPU has bf16), or int8 from a quantized file (``precision``: see
+    :func:`lwop_jax.inference.precision.resolve`; None: the file's tag). Reads .xml IR and .onnx."""
+
     name = 'openvino'
 
-    def __init__(self, path, threads: int | None = None, device: str = 'CPU'):
+    def __init__(self, path, threads: int | None = None, device: str = 'CPU', precision: str | None = None):
         import openvino as ov  # the [openvino] extra
 
-        config: dict[str, str | int] = {'INFERENCE_PRECISION_HINT': 'f32'}  # float32: no silent bf16 on AMX
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            raise ModelFileError(f'{path}: OpenVINO cannot load this model ({exc})') from exc
+        self.precision = precisions.resolve(
+            path,
+            self.name,
+            precision,
+            metadata.openvino_precision(model),
+            bf16_available=precisions.openvino_bf16_available(core, device),
+        )
+        # Always an explicit hint: without one OpenVINO computes in bf16 on CPUs that have it (AMX).
+        config: dict[str, str | int] = {'INFERENCE_PRECISION_HINT': precisions.OPENVINO_HINTS[self.precision]}
         if threads:
             config['INFERENCE_NUM_THREADS'] = threads
         try:
-            self.compiled = ov.Core().compile_model(str(path), device, config)
+            self.compiled = core.compile_model(model, device, config)
         except Exception as exc:
             raise ModelFileError(f'{path}: OpenVINO cannot load this model ({exc})') from exc
         names = [o.get_any_name() for o in self.compiled.outputs]
@@ -94,9 +117,12 @@ class OpenVinoBackend:
 
 
 class JaxBackend:
+    """The JAX model itself, fp32 only (``precision`` other than fp32 is refused)."""
+
     name = 'jax'
 
-    def __init__(self, model_or_path, num_refinement_stages: int | None = None):
+    def __init__(self, model_or_path, num_refinement_stages: int | None = None, precision: str | None = None):
+        self.precision = precisions.resolve(model_or_path, self.name, precision, None)
         # The [jax] extra; the ONNX Runtime and OpenVINO paths never load it.
         import jax
         from flax import nnx
@@ -157,10 +183,16 @@ def resolve_model_path(path) -> pathlib.Path:
 
 
 def load_backend(
-    path, backend: str | None = None, *, threads: int | None = None, num_refinement_stages: int | None = None
+    path,
+    backend: str | None = None,
+    *,
+    threads: int | None = None,
+    num_refinement_stages: int | None = None,
+    precision: str | None = None,
 ):
     """Opens ``path`` (.onnx, .xml, torch .pth, orbax folder, or a published model's name) with ``backend``
-    (default: by file type)."""
+    (default: by file type) at ``precision`` (fp32, bf16, int8; None: the file's tag, else fp32); the
+    backend's ``precision`` attribute says what it runs at."""
     path = resolve_model_path(path)
     backend = backend or default_backend_for(path)
     if backend not in BACKENDS:
@@ -171,10 +203,11 @@ def load_backend(
             raise ModelFileError(
                 f'{path}: the JAX backend needs a torch checkpoint or an orbax folder, not an exported graph'
             )
-        return JaxBackend(path, num_refinement_stages)
+        precisions.resolve(path, backend, precision, None)  # before loading: a refusal costs nothing
+        return JaxBackend(path, num_refinement_stages, precision)
     if not is_graph:
         path = converted_onnx(path, num_refinement_stages)
     elif backend == 'onnxruntime' and path.suffix.lower() in OPENVINO_SUFFIXES:
         raise ModelFileError(f'{path}: ONNX Runtime cannot read OpenVINO IR; use --backend openvino')
     runtime = OnnxRuntimeBackend if backend == 'onnxruntime' else OpenVinoBackend
-    return runtime(path, threads=threads)
+    return runtime(path, threads=threads, precision=precision)

@@ -46,6 +46,9 @@ class PoseEstimator:
     track, smooth:  give people ids that persist across calls (video frames) and One-Euro smooth
                     their keypoints; call :meth:`reset` between unrelated videos.
     num_refinement_stages: keep this many refinement stages of a .pth or orbax model (None: all).
+    precision:      'fp32', 'bf16' or 'int8' (None: the model file's tag, else fp32). bf16 is OpenVINO's
+                    precision hint (fp32 with a warning on a CPU without bf16); int8 needs a quantized file
+                    (``lwop convert --precision int8``). See :mod:`lwop_jax.inference.precision`.
     """
 
     def __init__(
@@ -58,8 +61,11 @@ class PoseEstimator:
         track: bool = False,
         smooth: bool = False,
         num_refinement_stages: int | None = None,
+        precision: str | None = None,
     ):
-        self.backend = load_backend(path, backend, threads=threads, num_refinement_stages=num_refinement_stages)
+        self.backend = load_backend(
+            path, backend, threads=threads, num_refinement_stages=num_refinement_stages, precision=precision
+        )
         self.net_height = int(net_height)
         self.upsample_ratio = int(upsample_ratio)
         self.tracker = PoseTracker(smooth=smooth) if track else None
@@ -67,6 +73,11 @@ class PoseEstimator:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    @property
+    def precision(self) -> str:
+        """What the backend runs at: 'fp32', 'bf16' or 'int8'."""
+        return self.backend.precision
 
     def reset(self):
         """Forgets the tracked people (start of a new video)."""

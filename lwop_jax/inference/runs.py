@@ -19,11 +19,13 @@ from lwop_jax.inference.results import keypoint_names
 
 
 def json_header(estimator, model, height_size: int) -> dict:
-    """The head of ``lwop infer``'s JSON: keypoint names, the model, its backend, the network input height."""
+    """The head of ``lwop infer``'s JSON: keypoint names, the model, its backend and precision, the network
+    input height."""
     return {
         'keypoint_names': keypoint_names(),
         'model': str(model),
         'backend': estimator.backend_name,
+        'precision': estimator.precision,
         'height_size': height_size,
     }
 

@@ -1,0 +1,257 @@
+"""Precision as an option: the rules, the model files' tags, bf16 on OpenVINO, int8 (ONNX Runtime QDQ and NNCF)
+behind the accuracy gate, and one line per bad input. Real ONNX Runtime, OpenVINO and NNCF throughout."""
+
+import json
+import re
+import shutil
+
+import cv2
+import numpy as np
+import onnx
+import openvino as ov
+import pytest
+
+from lwop_jax.checkpoints import metadata
+from lwop_jax.cli import convert, evaluate, infer
+from lwop_jax.errors import AccuracyGateError, ModelFileError
+from lwop_jax.evaluation import gate
+from lwop_jax.evaluation.agreement import Agreement, pose_oks
+from lwop_jax.evaluation.compare import compare_backends, labelled_images
+from lwop_jax.inference import backends, precision
+from lwop_jax.inference.estimator import PoseEstimator
+
+CPU_HAS_BF16 = precision.openvino_bf16_available(ov.Core())
+SMALL = np.random.default_rng(0).normal(0, 0.25, (1, 64, 96, 3)).astype(np.float32)  # a small network input
+
+
+def err_lines(capfd):
+    return [line for line in capfd.readouterr().err.splitlines() if line.strip() and 'Warning' not in line]
+
+
+# -- the rules ------------------------------------------------------------------------------------
+
+
+def test_resolve_rules(capfd):
+    assert precision.resolve('m', 'onnxruntime', None, None) == 'fp32'
+    assert precision.resolve('m', 'onnxruntime', None, 'int8') == 'int8'
+    assert precision.resolve('m', 'openvino', 'bf16', 'fp32', bf16_available=True) == 'bf16'
+    assert precision.resolve('m', 'openvino', None, 'bf16', bf16_available=True) == 'bf16'
+    assert precision.resolve('m', 'openvino', 'fp32', 'bf16', bf16_available=True) == 'fp32'
+    for args, message in [
+        (('onnxruntime', 'bf16', None), 'the onnxruntime backend cannot run bf16'),
+        (('jax', 'bf16', None), 'the jax backend cannot run bf16'),
+        (('onnxruntime', 'int8', 'fp32'), 'not a quantized model (fp32)'),
+        (('jax', 'int8', None), 'not a quantized model'),
+        (('openvino', 'fp32', 'int8'), 'an int8-quantized model runs at int8 only, not fp32'),
+        (('openvino', None, 'fp16'), "the file says precision 'fp16'"),
+    ]:
+        with pytest.raises(ModelFileError, match=re.escape(message)) as info:
+            precision.resolve('model.onnx', *args, bf16_available=True)
+        assert str(info.value).startswith('model.onnx: ') and '\n' not in str(info.value)
+    capfd.readouterr()
+    # Without bf16 in the CPU, or a file merely tagged bf16 on ORT: fp32 and one warning line.
+    assert precision.resolve('m.xml', 'openvino', 'bf16', None, bf16_available=False) == 'fp32'
+    assert precision.resolve('m.onnx', 'onnxruntime', None, 'bf16') == 'fp32'
+    assert err_lines(capfd) == [
+        'warning: m.xml: this CPU has no bf16 (OpenVINO OPTIMIZATION_CAPABILITIES lacks BF16); running fp32',
+        'warning: m.onnx: made for bf16, but the onnxruntime backend has no bf16 mode; running fp32',
+    ]
+
+
+def test_bf16_capability_is_the_devices():
+    capabilities = ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    assert ('BF16' in capabilities) == CPU_HAS_BF16
+
+
+def test_agreement_counts_moved_lost_and_extra_people():
+    person = np.zeros((18, 3))
+    person[:, 0], person[:, 1], person[:, 2] = np.arange(18) * 10, np.arange(18) * 5, 1.0
+    same = Agreement()
+    same.add(person[None], person[None])
+    assert same.value == 1.0 and same.matched == 1
+    moved = person.copy()
+    moved[:, 0] += 8
+    assert 0.5 < pose_oks(person[None], moved[None])[0, 0] < 1.0
+    half = person.copy()
+    half[9:] = [-1, -1, 0]
+    assert pose_oks(person[None], half[None])[0, 0] == pytest.approx(0.5)  # 9 of 18 keypoints lost
+    extra = Agreement()
+    extra.add(person[None], np.stack([person, person + [500, 0, 0]]))
+    assert (extra.people_a, extra.people_b, extra.matched) == (1, 2, 1) and extra.value == pytest.approx(0.5)
+    nobody = Agreement()
+    nobody.add(np.zeros((0, 18, 3)), np.zeros((0, 18, 3)))
+    assert nobody.value == 1.0 and nobody.people_a == 0
+
+
+# -- tags and bf16 ------------------------------------------------------------------------------------
+
+
+def test_export_has_no_subnormal_weights_and_is_tagged_fp32(overfit_onnx):
+    model = onnx.load(str(overfit_onnx))
+    assert {p.key: p.value for p in model.metadata_props}[metadata.PRECISION_KEY] == 'fp32'
+    tiny = np.finfo(np.float32).tiny
+    for tensor in model.graph.initializer:
+        values = onnx.numpy_helper.to_array(tensor)
+        if values.dtype == np.float32:
+            assert not ((values != 0) & (np.abs(values) < tiny)).any(), tensor.name
+
+
+@pytest.fixture(scope='module')
+def bf16_files(overfit_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp('bf16')
+    argv = [str(overfit_onnx), '--onnx', str(out / 'lwop.onnx'), '--openvino', str(out / 'ir'), '--precision', 'bf16']
+    assert convert.main(argv) == 0
+    return out
+
+
+def test_bf16_tags_round_trip_and_openvino_runs_bf16(bf16_files, overfit_onnx, capfd):
+    assert {p.key: p.value for p in onnx.load(str(bf16_files / 'lwop.onnx')).metadata_props}[
+        metadata.PRECISION_KEY
+    ] == 'bf16'
+    xml = next((bf16_files / 'ir').glob('*.xml'))
+    assert metadata.openvino_precision(ov.Core().read_model(str(xml))) == 'bf16'
+    capfd.readouterr()
+    bf16 = backends.load_backend(xml, threads=2)  # the file's tag
+    assert bf16.precision == ('bf16' if CPU_HAS_BF16 else 'fp32')
+    fp32 = backends.load_backend(xml, threads=2, precision='fp32')
+    assert fp32.precision == 'fp32'
+    reference = backends.load_backend(overfit_onnx, threads=2)
+    assert reference.precision == 'fp32'
+    for ours, ref, fp in zip(bf16(SMALL), reference(SMALL), fp32(SMALL)):
+        np.testing.assert_allclose(fp, ref, atol=1e-4)  # fp32 stays exact
+        assert np.abs(ours - ref).max() < 0.1 * np.abs(ref).max()  # bf16: about 3 significant digits
+    # ONNX Runtime has no bf16 mode: the bf16-tagged ONNX runs fp32, with one warning line.
+    capfd.readouterr()
+    assert backends.load_backend(bf16_files / 'lwop.onnx', threads=2).precision == 'fp32'
+    assert err_lines(capfd) == [
+        f'warning: {bf16_files / "lwop.onnx"}: made for bf16, but the onnxruntime backend has no bf16 mode; '
+        'running fp32'
+    ]
+
+
+def test_estimator_precision_option(bf16_files, coco_mini_dir):
+    image = cv2.imread(str(sorted((coco_mini_dir / 'val2017').glob('*.jpg'))[0]))
+    xml = next((bf16_files / 'ir').glob('*.xml'))
+    fp32 = PoseEstimator(xml, threads=2, precision='fp32')
+    bf16 = PoseEstimator(xml, threads=2, precision='bf16')
+    assert fp32.precision == 'fp32' and bf16.precision == ('bf16' if CPU_HAS_BF16 else 'fp32')
+    assert len(fp32(image)) == len(bf16(image)) > 0
+
+
+# -- int8 ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def int8_files(overfit_onnx, coco_mini_dir, tmp_path_factory):
+    """The overfit model quantized for both runtimes on two labelled mini images, through the CLI."""
+    out = tmp_path_factory.mktemp('int8')
+    argv = [str(overfit_onnx), '--onnx', str(out / 'int8.onnx'), '--openvino', str(out / 'ir'), '--precision', 'int8']
+    argv += ['--calibration-images', str(coco_mini_dir / 'val2017'), '--max-calibration-images', '2']
+    argv += ['--calibration-labels', str(coco_mini_dir / 'person_keypoints_val2017_mini.json'), '--threads', '2']
+    assert convert.main(argv) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_int8_models_are_tagged_gated_and_run(int8_files, overfit_onnx, coco_mini_dir, capfd):
+    onnx_meta = {p.key: p.value for p in onnx.load(str(int8_files / 'int8.onnx')).metadata_props}
+    assert onnx_meta[metadata.PRECISION_KEY] == 'int8'
+    record = json.loads(onnx_meta[metadata.QUANTIZATION_KEY])
+    assert record['calibration_images'] == 2 and len(record['kept_fp32']) == 4
+    assert record['gate']['agreement'] >= gate.MIN_AGREEMENT and record['gate']['ap_int8'] is not None
+    ir = ov.Core().read_model(str(next((int8_files / 'ir').glob('*.xml'))))
+    assert metadata.openvino_precision(ir) == 'int8'
+    assert metadata.openvino_quantization(ir)['method'] == 'NNCF MIXED'
+    dataset = json.loads((coco_mini_dir / 'person_keypoints_val2017_mini.json').read_text())
+    images = labelled_images(dataset, coco_mini_dir / 'val2017')
+    reference = backends.load_backend(overfit_onnx, threads=2)
+    for path, backend in ((int8_files / 'int8.onnx', 'onnxruntime'), (next((int8_files / 'ir').glob('*.xml')), None)):
+        quantized = backends.load_backend(path, backend, threads=2)
+        assert quantized.precision == 'int8'
+        comparison = compare_backends(reference, quantized, images, dataset)
+        assert comparison.agreement.value > 0.9 and comparison.ap_drop < 0.05, (path, comparison)
+
+
+@pytest.mark.slow
+def test_infer_and_evaluate_print_the_precision(int8_files, overfit_onnx, coco_mini_dir, tmp_path, capfd):
+    image = sorted((coco_mini_dir / 'val2017').glob('*.jpg'))[0]
+    model = int8_files / 'int8.onnx'
+    status = infer.main(['--checkpoint-path', str(model), '--images', str(image), '--json', str(tmp_path / 'p.json')])
+    assert status == 0 and f'model {model}: onnxruntime, int8' in capfd.readouterr().out
+    assert json.loads((tmp_path / 'p.json').read_text())['precision'] == 'int8'
+    labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
+    argv = ['--labels', str(labels), '--images-folder', str(coco_mini_dir / 'val2017'), '--no-progress']
+    argv += ['--checkpoint-path', str(overfit_onnx), '--compare', str(model), '--threads', '2']
+    assert evaluate.main(argv + ['--output-name', str(tmp_path / 'd.json')]) == 0
+    out = capfd.readouterr().out
+    assert '(onnxruntime, fp32)' in out and '(onnxruntime, int8)' in out
+    assert any(line.startswith('AP ') for line in out.splitlines()) and 'keypoint agreement' in out
+
+
+@pytest.mark.slow
+def test_gate_refuses_a_model_calibrated_on_a_blank_image(overfit_onnx, coco_mini_dir, tmp_path):
+    """Calibrated on one blank image, the int8 model loses the people of real images: the gate names it."""
+    from lwop_jax.checkpoints import quantize
+
+    inputs = quantize.calibration_inputs([np.zeros((240, 320, 3), np.uint8)])
+    broken = quantize.quantize_onnx(overfit_onnx, tmp_path / 'broken.onnx', inputs, [])
+    dataset = json.loads((coco_mini_dir / 'person_keypoints_val2017_mini.json').read_text())
+    comparison = compare_backends(
+        backends.load_backend(overfit_onnx, threads=2),
+        backends.load_backend(broken, threads=2),
+        labelled_images(dataset, coco_mini_dir / 'val2017'),
+        dataset,
+    )
+    with pytest.raises(AccuracyGateError, match=r'out.onnx: int8 model refused, nothing written: keypoint agreement'):
+        gate.check_gate(comparison, 'out.onnx', gate.MIN_AGREEMENT, gate.MAX_AP_DROP)
+    assert comparison.agreement.value < gate.MIN_AGREEMENT and comparison.ap_drop > 0.5
+
+
+# -- bad input: one line each, exit status 1 -------------------------------------------------------
+
+
+def test_convert_bad_input_is_one_line(overfit_onnx, tmp_path, capfd):
+    target = tmp_path / 'int8.onnx'
+    blank, unreadable = tmp_path / 'blank', tmp_path / 'unreadable'
+    blank.mkdir()
+    unreadable.mkdir()
+    cv2.imwrite(str(blank / 'blank.png'), np.zeros((96, 128, 3), np.uint8))
+    (unreadable / 'a.jpg').write_text('not an image')
+    (unreadable / 'b.png').write_bytes(b'')
+    base = [str(overfit_onnx), '--onnx', str(target), '--precision', 'int8', '--threads', '2']
+    cases = [
+        ([], f'error: {target}: --precision int8 needs --calibration-images DIR'),
+        (['--calibration-images', str(unreadable)], f'error: {unreadable}: no readable image (2 image files tried)'),
+        (['--calibration-images', str(tmp_path / 'nowhere')], f'error: {tmp_path / "nowhere"}: calibration images'),
+        (
+            ['--calibration-images', str(blank)],
+            f'error: {target}: int8 model refused, nothing written: the fp32 model finds nobody',
+        ),
+    ]
+    for extra, start in cases:
+        capfd.readouterr()
+        assert convert.main(base + extra) == 1
+        lines = [line for line in err_lines(capfd) if 'Statistics collection' not in line]
+        assert len(lines) == 1 and lines[0].startswith(start), lines
+        assert not target.exists()
+
+
+def test_precision_a_backend_cannot_honour_is_one_line(overfit_onnx, coco_mini_dir, tmp_path, capfd):
+    image = sorted((coco_mini_dir / 'val2017').glob('*.jpg'))[0]
+    model = tmp_path / 'model.onnx'
+    shutil.copy(overfit_onnx, model)
+    cases = [
+        (['--precision', 'bf16', '--backend', 'onnxruntime'], 'the onnxruntime backend cannot run bf16'),
+        (['--precision', 'int8'], 'not a quantized model (fp32)'),
+    ]
+    for extra, message in cases:
+        capfd.readouterr()
+        assert infer.main(['--checkpoint-path', str(model), '--images', str(image), *extra]) == 1
+        lines = err_lines(capfd)
+        assert len(lines) == 1 and lines[0].startswith(f'error: {model}: ') and message in lines[0], lines
+    labels = coco_mini_dir / 'person_keypoints_val2017_mini.json'
+    capfd.readouterr()
+    argv = ['--labels', str(labels), '--images-folder', str(coco_mini_dir / 'val2017'), '--checkpoint-path']
+    assert evaluate.main([*argv, str(model), '--precision', 'bf16', '--backend', 'onnxruntime']) == 1
+    lines = err_lines(capfd)
+    assert len(lines) == 1 and 'the onnxruntime backend cannot run bf16' in lines[0], lines
