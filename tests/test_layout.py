@@ -13,7 +13,7 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / 'lwop_jax'
 
 # Layers, lowest first: a module may import modules of its own layer or lower ones, never higher ones.
 LAYERS = (
-    ('lwop_jax', 'lwop_jax.errors', 'lwop_jax.atomic', 'lwop_jax.paths', 'lwop_jax.skeleton'),
+    ('lwop_jax', 'lwop_jax.errors', 'lwop_jax.atomic', 'lwop_jax.paths', 'lwop_jax.skeleton', 'lwop_jax.schema'),
     (
         'lwop_jax.inference.preprocess',
         'lwop_jax.inference.peaks',
