@@ -1,33 +1,31 @@
 """Pose decoder: heatmap peaks + greedy PAF grouping, bit-identical to the original, vectorised.
 
-Reproduces `modules/keypoints.py` of the original (`extract_keypoints` over the 18 keypoint
-channels with a running id, in :mod:`lwop_jax.inference.peaks`, then the current, partly vectorised
-`group_keypoints`) and
-`val.py` `convert_to_coco_format`. What the original does channel by channel, peak by peak,
-pair by pair or pose by pose is done here with whole-array NumPy operations: all 18 channels
-at once, the peak NMS as a few vectorised rounds, the limb candidates of all limbs in one
-batch. Python loops remain only over the 19 limbs and inside the greedy connection NMS (over
-the accepted connections of a limb, a handful).
+Reproduces `modules/keypoints.py` of the original (`extract_keypoints` over the 18 keypoint channels,
+in :mod:`lwop_jax.inference.peaks`, then `group_keypoints`) and `val.py` `convert_to_coco_format`.
 
-Speed comes mostly from screening: a candidate limb needs >= 9 of its 10 PAF samples to pass,
-so pairs are dropped as soon as 2 samples fail, starting with the two end samples (which sit
-on the keypoints themselves and need no sampling). The survivors are then scored exactly as
-the original scores them. Screening only removes pairs the original rejects, so the result is
-unchanged.
+Cost. Every pair of keypoints of a limb's two types is a candidate limb, valid only when >= 9 of its
+10 PAF samples pass, and no sample's outcome is known without reading it: some work per pair is
+inherent. It is kept to a few float32 operations on cache-sized matrices: the two end samples sit on
+the keypoints (their PAF values are per keypoint), pairs of two keypoints whose PAF is too short to
+pass are never formed, and a pair is dropped once 2 samples fail (a few middle samples are read one
+at a time, one memory access each). Only the survivors are scored, exactly as the original scores
+them; the connection NMS is one pass and the pose assembly looks poses up by keypoint, so the rest
+grows linearly with keypoints, connections and people.
 
 Exactness notes (why the code looks the way it does):
 * Every float operation that feeds a comparison or an output is the same NumPy operation on the
   same dtypes as in the original (float32 limb sampling, `np.round` half-to-even, float32
   `sum(1)` over a C-contiguous (N, 10) block, float64 division by `valid_num + 1e-6`, float64
-  pose scores), so results are bit-identical, not merely close.
-* Connection NMS calls `np.argsort` (default kind) on exactly the float64 score array the
-  original sorts, in the same order, so ties between equal scores resolve identically.
+  pose scores, added in the original's order), so results are bit-identical, not merely close.
+* Connection NMS visits connections in the order of the original's `np.argsort` (default kind).
 * The decoder never writes into the caller's maps (the original zeroes heatmap values < 0.1 in
   place; here the threshold is folded into the peak test instead).
 
 This module is part of the CPU inference path: NumPy and the standard library only.
 """
 
+import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,8 +75,21 @@ def _check_pafs(pafs, grid_hw):
 
 
 # ----------------------------------------------------------------------------------------------
-# Limb candidates (original group_keypoints, scoring part, all limbs at once)
+# Limb candidates (original group_keypoints, scoring part)
 # ----------------------------------------------------------------------------------------------
+
+_LIMB_TYPES = np.asarray(BODY_PARTS_KPT_IDS)  # (19, 2) keypoint types a, b of each limb
+_LIMB_CHANNELS = np.asarray(BODY_PARTS_PAF_IDS)  # (19, 2) PAF channels x, y of each limb
+_PAIRED_CHANNELS = bool(
+    (_LIMB_CHANNELS[:, 0] % 2 == 0).all() and (_LIMB_CHANNELS[:, 1] == _LIMB_CHANNELS[:, 0] + 1).all()
+)
+# Limbs with fewer candidate pairs are screened together as one flat batch (few NumPy calls in all);
+# larger ones one at a time as (b, a) matrices, whose intermediate arrays then stay in the CPU caches.
+_FLAT_PAIRS = 1 << 12
+# Middle samples first: far from both keypoints, they reject wrong pairs soonest.
+_SCREEN_SAMPLES = (4, 5, 2, 7)
+_FEW_PAIRS = 512  # below this many candidates the middle-sample screen stops
+_CHUNK_PAIRS = 1 << 15  # pairs screened at once: the float32 temporaries stay in the L2 cache
 
 
 def _unit_directions(vec_x, vec_y):
@@ -89,113 +100,183 @@ def _unit_directions(vec_x, vec_y):
     return vec_x / denominator, vec_y / denominator
 
 
-def _screen_limb_by_end_samples(xy_a, xy_b, paf_a, paf_b, min_paf_score):
-    """Candidates of one limb whose end samples do not both fail.
-
-    Samples 0 and 9 lie exactly on keypoints a and b (the float32 sample positions round to
-    them), so their PAF values are the per-keypoint paf_a (n, 2) and paf_b (m, 2); only the
-    direction is per pair. Same float32 operations as the original, so the same booleans.
-    Returns (b_local, a_local, failures) for the kept pairs, in b-major, a-minor order.
-    """
-    vec_x = xy_b[:, None, 0] - xy_a[None, :, 0]  # (m, n), b-major
-    vec_y = xy_b[:, None, 1] - xy_a[None, :, 1]
-    unit_x, unit_y = _unit_directions(vec_x, vec_y)
-    pass_a = paf_a[None, :, 0] * unit_x + paf_a[None, :, 1] * unit_y > min_paf_score
-    pass_b = paf_b[:, None, 0] * unit_x + paf_b[:, None, 1] * unit_y > min_paf_score
-    b_local, a_local = np.nonzero(pass_a | pass_b)
-    failures = 2 - pass_a[b_local, a_local].astype(np.int8) - pass_b[b_local, a_local]
-    return b_local, a_local, failures
+def _end_passes(a_x, a_y, b_x, b_y, paf_a, paf_b, min_paf_score):
+    """Whether samples 0 and 9 of candidate limbs a -> b pass (bool arrays; the second None when paf_b
+    is). Arguments broadcast: (N,) pairs, or (1, n) against (m, 1). The float32 sample positions round
+    to a and b, so the PAF there is the per-keypoint paf_a = (x, y), paf_b; the original's float32 ops."""
+    unit_x, unit_y = _unit_directions(b_x - a_x, b_y - a_y)
+    pass_a = paf_a[0] * unit_x + paf_a[1] * unit_y > min_paf_score
+    return pass_a, None if paf_b is None else paf_b[0] * unit_x + paf_b[1] * unit_y > min_paf_score
 
 
-def _hopeful_candidates(offsets, xy, paf_at_kpt, min_paf_score):
-    """Candidate limbs that survive the end-sample test, over all limbs.
-
-    A limb needs >= 9 of its 10 samples to pass, so pairs whose two end samples both fail are
-    dropped without sampling the PAF along them. Returns (limb, a, b, failures), (N,) arrays
-    in the original's candidate order (limb, then b-major, a-minor); failures counts the
-    failed end samples (0 or 1).
-    """
-    parts = []
-    for limb, ((type_a, type_b), channels) in enumerate(zip(BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS)):
-        rows_a = np.arange(offsets[type_a], offsets[type_a + 1])
-        rows_b = np.arange(offsets[type_b], offsets[type_b + 1])
-        if len(rows_a) == 0 or len(rows_b) == 0:
-            continue
-        b_local, a_local, failures = _screen_limb_by_end_samples(
-            xy[rows_a], xy[rows_b], paf_at_kpt[rows_a][:, channels], paf_at_kpt[rows_b][:, channels], min_paf_score
-        )
-        parts.append((np.full(len(a_local), limb), rows_a[a_local], rows_b[b_local], failures))
-    if not parts:
-        return tuple(np.zeros(0, np.int64) for _ in range(4))
-    return tuple(np.concatenate(column) for column in zip(*parts))
+def _flat_pairs(offsets, limbs):
+    """Every (limb, a, b) pair of the given limbs, (N,) each, in the original's order (limb, then
+    b-major, a-minor); a and b are rows of all_keypoints."""
+    start_a, start_b = offsets[_LIMB_TYPES[limbs, 0]], offsets[_LIMB_TYPES[limbs, 1]]
+    num_a = offsets[_LIMB_TYPES[limbs, 0] + 1] - start_a
+    sizes = num_a * (offsets[_LIMB_TYPES[limbs, 1] + 1] - start_b)
+    local = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    b_local, a_local = np.divmod(local, np.repeat(num_a, sizes))
+    return np.repeat(limbs, sizes), np.repeat(start_a, sizes) + a_local, np.repeat(start_b, sizes) + b_local
 
 
-# Middle samples first: far from both keypoints, they reject wrong pairs soonest.
-_SCREEN_SAMPLES = (4, 5, 2, 7)
+def _screen_flat(keypoints, limb, a, b, min_paf_score):
+    """End-sample screen of (N,) pairs: (limb, a, b, failed end samples (int8)) of those with < 2."""
+    xs, ys, paf_at_kpt = keypoints
+    channel_x, channel_y = _LIMB_CHANNELS[limb, 0], _LIMB_CHANNELS[limb, 1]
+    paf_a = paf_at_kpt[a, channel_x], paf_at_kpt[a, channel_y]
+    paf_b = paf_at_kpt[b, channel_x], paf_at_kpt[b, channel_y]
+    pass_a, pass_b = _end_passes(xs[a], ys[a], xs[b], ys[b], paf_a, paf_b, min_paf_score)
+    keep = np.flatnonzero(pass_a | pass_b)
+    return limb[keep], a[keep], b[keep], (~(pass_a[keep] & pass_b[keep])).astype(np.int8)
 
 
-def _screen_by_middle_samples(pafs, xy, limb, a, b, failures, min_paf_score):
+def _screen_matrix(keypoints, limb, rows_a, rows_b, min_paf_score):
+    """End-sample screen of the pairs rows_a x rows_b of one limb, as (b, a) matrices of at most
+    _CHUNK_PAIRS pairs (small enough for the CPU caches). Only keypoints whose PAF is longer than
+    min_paf_score can pass their end sample, so pairs of two such weak keypoints, which fail both,
+    are never formed: the matrices cover (strong b) x (all a) and (weak b) x (strong a). Yields
+    (limb, a, b, failures) of the pairs with at most one failed end sample, chunk by chunk."""
+    xs, ys, paf_at_kpt = keypoints
+    channels = _LIMB_CHANNELS[limb]
+    paf_a, paf_b = paf_at_kpt[rows_a][:, channels].T, paf_at_kpt[rows_b][:, channels].T  # (2, n), (2, m)
+    strong_a, strong_b = _can_pass(paf_a, min_paf_score), _can_pass(paf_b, min_paf_score)
+    for b_part, a_part, test_b in ((strong_b, np.ones_like(strong_a), True), (~strong_b, strong_a, False)):
+        a_rows, b_rows, b_paf = rows_a[a_part], rows_b[b_part], paf_b[:, b_part]
+        a_args = xs[a_rows][None, :], ys[a_rows][None, :]
+        a_paf = paf_a[:, a_part][:, None, :]
+        step = max(1, _CHUNK_PAIRS // max(1, len(a_rows)))
+        for start in range(0, len(b_rows) if len(a_rows) else 0, step):
+            rows = slice(start, start + step)
+            b_x, b_y = xs[b_rows[rows]][:, None], ys[b_rows[rows]][:, None]
+            pass_a, pass_b = _end_passes(
+                *a_args, b_x, b_y, a_paf, b_paf[:, rows, None] if test_b else None, min_paf_score
+            )
+            # flatnonzero + divmod: several times faster than a 2-D np.nonzero.
+            keep = np.flatnonzero(pass_a | pass_b if test_b else pass_a)
+            b_local, a_local = np.divmod(keep, len(a_rows))
+            failures = ~(pass_a & pass_b).reshape(-1)[keep] if test_b else np.ones(len(keep), bool)
+            yield np.full(len(keep), limb), a_rows[a_local], b_rows[rows][b_local], failures.astype(np.int8)
+
+
+def _can_pass(paf, min_paf_score):
+    """(n,) bool: whether keypoints with PAF paf (2, n) can pass an end sample in some direction. A float32
+    dot with a unit vector exceeds |paf| by a few ulps at most: the margin 1e-4 keeps all that could."""
+    if min_paf_score <= 0:
+        return np.ones(paf.shape[1], bool)
+    norm2 = np.square(paf[0], dtype=np.float64) + np.square(paf[1], dtype=np.float64)
+    return norm2 > (min_paf_score * (1 - 1e-4)) ** 2
+
+
+def _screen_by_middle_samples(field, keypoints, limb, a, b, failures, min_paf_score):
     """Drop candidates once 2 of their samples fail (they can reach at most 8 of 10), checking
     a few middle samples one at a time, each computed exactly as in the original's (N, 10)
     block. Exact: it only removes pairs the original rejects. Returns (limb, a, b)."""
-    flat = pafs.reshape(-1)
-    width, num_channels = pafs.shape[1], pafs.shape[2]
-    channel_x = np.take(np.asarray(BODY_PARTS_PAF_IDS)[:, 0], limb)
-    channel_y = np.take(np.asarray(BODY_PARTS_PAF_IDS)[:, 1], limb)
-    start_x, start_y = xy[a, 0], xy[a, 1]
-    vec_x, vec_y = xy[b, 0] - start_x, xy[b, 1] - start_y
-    steps_x = 1 / (POINTS_PER_LIMB - 1) * vec_x  # float32, as the original
-    steps_y = 1 / (POINTS_PER_LIMB - 1) * vec_y
-    unit_x, unit_y = _unit_directions(vec_x, vec_y)
-    table = (limb, a, b, failures, channel_x, channel_y, start_x, start_y, steps_x, steps_y, unit_x, unit_y)
+    xs, ys, _ = keypoints
     for sample in _SCREEN_SAMPLES:
-        (limb, a, b, failures, channel_x, channel_y, start_x, start_y, steps_x, steps_y, unit_x, unit_y) = table
-        x = (steps_x * np.float32(sample) + start_x).round().astype(np.int64)
-        y = (steps_y * np.float32(sample) + start_y).round().astype(np.int64)
-        pixel = (y * width + x) * num_channels
-        dot = flat[pixel + channel_x] * unit_x + flat[pixel + channel_y] * unit_y
-        failures = failures + (~(dot > min_paf_score))
+        if len(a) < _FEW_PAIRS:  # scoring them directly is cheaper than another round
+            break
+        start_x, start_y = xs[a], ys[a]
+        vec_x, vec_y = xs[b] - start_x, ys[b] - start_y
+        # float32 steps (vec / 9) times the float32 sample number plus a, as the original.
+        x = (1 / (POINTS_PER_LIMB - 1) * vec_x * np.float32(sample) + start_x).round().astype(np.int64)
+        y = (1 / (POINTS_PER_LIMB - 1) * vec_y * np.float32(sample) + start_y).round().astype(np.int64)
+        field_x, field_y = field(x, y, limb)
+        unit_x, unit_y = _unit_directions(vec_x, vec_y)
+        failures = failures + ~(field_x * unit_x + field_y * unit_y > min_paf_score)
         keep = np.flatnonzero(failures < 2)
-        table = tuple(column[keep] for column in table[:3] + (failures,) + table[4:])
-    return table[0], table[1], table[2]
+        limb, a, b, failures = limb[keep], a[keep], b[keep], failures[keep]
+    return limb, a, b
 
 
-def _score_limbs(pafs, limb, a, b, xy, min_paf_score):
+def _paf_pairs(pafs):
+    """A function (x (N,), y (N,), limb (N,)) -> the limb's PAF x and y at those pixels, (N,) float32
+    each. When every limb's (x, y) channels are an aligned pair (2k, 2k + 1), both come from one
+    8-byte gather: one random memory access instead of two."""
+    width, num_channels = pafs.shape[1], pafs.shape[2]
+    flat = pafs.reshape(-1)
+    if _PAIRED_CHANNELS:
+        words = flat.view(np.uint64)
+
+        def gather(x, y, limb):
+            both = words[((y * width + x) * num_channels + _LIMB_CHANNELS[limb, 0]) // 2].view(np.float32)
+            return both[..., 0::2], both[..., 1::2]
+
+        return gather
+    return lambda x, y, limb: tuple(flat[(y * width + x) * num_channels + _LIMB_CHANNELS[limb, k]] for k in (0, 1))
+
+
+def _score_limbs(field, keypoints, limb, a, b, min_paf_score):
     """Original limb score: 10 float32 samples from a to b, rounded half-to-even; mean of the
     PAF·direction dots that exceed min_paf_score. Returns (scores (N,) float64, valid (N,)
     bool) with valid = mean > 0 and more than 80 % of the samples passing."""
-    vec = xy[b] - xy[a]  # (N, 2) float32
-    unit_x, unit_y = _unit_directions(vec[:, 0], vec[:, 1])
-    steps = 1 / (POINTS_PER_LIMB - 1) * vec  # float32, as the original
-    grid = np.arange(POINTS_PER_LIMB, dtype=np.float32)[None, :, None]
-    points = (steps[:, None, :] * grid + xy[a][:, None, :]).round().astype(np.int64)
-    limb_paf = np.asarray(BODY_PARTS_PAF_IDS)[limb]
-    pixel = (points[..., 1] * pafs.shape[1] + points[..., 0]) * pafs.shape[2]  # (N, 10)
-    flat = pafs.reshape(-1)
-    field_x = flat[pixel + limb_paf[:, :1]]
-    field_y = flat[pixel + limb_paf[:, 1:]]
-    # (N, 10) float32, C order: the row sums below then add in the original's order.
-    dots = field_x * unit_x[:, None] + field_y * unit_y[:, None]
+    xs, ys, _ = keypoints
+    vec_x, vec_y = xs[b] - xs[a], ys[b] - ys[a]
+    unit_x, unit_y = _unit_directions(vec_x, vec_y)
+    # (10, N), sample number first, so that every operation runs along the long axis; float32 steps
+    # (vec / 9) times the float32 sample number plus a, as the original.
+    grid = np.arange(POINTS_PER_LIMB, dtype=np.float32)[:, None]
+    x = (1 / (POINTS_PER_LIMB - 1) * vec_x * grid + xs[a]).round().astype(np.int64)
+    y = (1 / (POINTS_PER_LIMB - 1) * vec_y * grid + ys[a]).round().astype(np.int64)
+    field_x, field_y = field(x, y, limb)
+    dots = field_x * unit_x + field_y * unit_y
     passing = dots > min_paf_score
-    valid_num = passing.sum(1)
-    scores = (dots * passing).sum(1) / (valid_num + 1e-6)  # float64, as the original
+    valid_num = passing.sum(0)
+    # Summed as a C-contiguous (N, 10) block, so that the float32 row sums add in the original's order.
+    scores = np.ascontiguousarray((dots * passing).T).sum(1) / (valid_num + 1e-6)  # float64, as the original
     success_ratio = valid_num / POINTS_PER_LIMB
     return scores, (scores > 0) & (success_ratio > 0.8)
 
 
-def _connection_nms(a, b, scores):
-    """Original connections_nms: best-first (default np.argsort of the scores, reversed), keep
-    a connection when neither of its keypoints is used yet. a, b: (C,) rows; scores (C,)
-    float64 in candidate order. Returns the kept (a, b, scores) in best-first order."""
-    order = scores.argsort()[::-1]
-    a, b, scores = a[order], b[order], scores[order]
-    used_a, used_b, kept = set(), set(), []
-    for t, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
-        if i not in used_a and j not in used_b:
-            kept.append(t)
-            used_a.add(i)
-            used_b.add(j)
-    return a[kept], b[kept], scores[kept]
+def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score):
+    """The original's valid candidate limbs, (limb, a, b, scores) (N,) each, in its order (limb, then
+    b-major, a-minor). Pairs are screened (end samples, then middle samples), and the survivors
+    scored exactly; screening only drops pairs with 2 failed samples, which the original rejects."""
+    keypoints = (np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), paf_at_kpt)
+    field = _paf_pairs(pafs)
+    counts = np.diff(offsets)
+    sizes = counts[_LIMB_TYPES[:, 0]] * counts[_LIMB_TYPES[:, 1]]
+    pairs = _flat_pairs(offsets, np.flatnonzero((sizes > 0) & (sizes <= _FLAT_PAIRS)))
+    survivors = [pairs] if len(pairs[0]) <= _FEW_PAIRS else []  # few pairs: scoring them is cheapest
+    chunks = [] if survivors else [_screen_flat(keypoints, *pairs, min_paf_score)]
+    for limb in np.flatnonzero(sizes > _FLAT_PAIRS):
+        rows_a, rows_b = (np.arange(offsets[t], offsets[t + 1]) for t in _LIMB_TYPES[limb])
+        chunks = itertools.chain(chunks, _screen_matrix(keypoints, limb, rows_a, rows_b, min_paf_score))
+    survivors += [_screen_by_middle_samples(field, keypoints, *chunk, min_paf_score) for chunk in chunks]
+    limb, a, b = (np.concatenate(column) for column in zip(*survivors))
+    scores, valid = _score_limbs(field, keypoints, limb, a, b, min_paf_score)
+    order = np.lexsort((a[valid], b[valid], limb[valid]))
+    return limb[valid][order], a[valid][order], b[valid][order], scores[valid][order]
+
+
+def _best_first(limb, scores):
+    """(N,) visiting order of the original's connections_nms: by limb, and within a limb as
+    `scores.argsort()[::-1]` (default kind) on that limb's scores in candidate order. One lexsort
+    gives that order where a limb's scores are distinct (descending order is then unique); a limb
+    with tied scores is sorted by the original's own call, whose tie order is its own.
+    limb: (N,) sorted; scores: (N,) float64."""
+    order = np.lexsort((-scores, limb))
+    tied = (np.diff(scores[order]) == 0) & (np.diff(limb[order]) == 0)
+    for part in np.unique(limb[order][1:][tied]).tolist():
+        start, stop = np.searchsorted(limb, [part, part + 1]).tolist()
+        order[start:stop] = start + scores[start:stop].argsort()[::-1]
+    return order
+
+
+def _connection_nms(limb, a, b, scores, ids):
+    """Original connections_nms of every limb: best first, keep a connection when neither of its
+    keypoints is used yet in that limb. limb, a, b (rows of all_keypoints), scores: (N,) valid limbs
+    in candidate order; ids: (K,) list of keypoint ids by row. Returns, per limb, lists
+    (ids_a, ids_b, scores) of the kept connections, best first."""
+    order = _best_first(limb, scores)
+    kept = [([], [], []) for _ in BODY_PARTS_KPT_IDS]
+    used = set()  # (limb, 0, row a) and (limb, 1, row b)
+    for part, i, j, score in zip(limb[order].tolist(), a[order].tolist(), b[order].tolist(), scores[order].tolist()):
+        if (part, 0, i) not in used and (part, 1, j) not in used:
+            used.update(((part, 0, i), (part, 1, j)))
+            for column, value in zip(kept[part], (ids[i], ids[j], score)):
+                column.append(value)
+    return kept
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,40 +284,51 @@ def _connection_nms(a, b, scores):
 # ----------------------------------------------------------------------------------------------
 
 
-def _attach_limb(poses, type_a, type_b, conn_a, conn_b, conn_scores, kpt_scores):
-    """Ordinary limb: a pose holding keypoint conn_a[i] in slot type_a gets conn_b[i] and the
-    scores; connections that match no pose start a new 2-keypoint pose, in connection order.
-
-    poses: (P, 20) float64. Within one limb the conn_a are distinct, so each pose matches at
-    most one connection and the original's sequential loop equals this batch update.
-    """
-    match = poses[:, type_a][:, None] == conn_a[None, :]  # (P, C)
-    pose_idx, conn_idx = np.nonzero(match)
-    poses[pose_idx, type_b] = conn_b[conn_idx]
-    poses[pose_idx, -1] += 1
-    poses[pose_idx, -2] += kpt_scores[conn_b[conn_idx]] + conn_scores[conn_idx]
-    new = ~match.any(0)
-    fresh = np.full((int(new.sum()), POSE_ENTRY_SIZE), -1.0)
-    fresh[:, type_a] = conn_a[new]
-    fresh[:, type_b] = conn_b[new]
-    fresh[:, -1] = 2
-    fresh[:, -2] = (kpt_scores[conn_a[new]] + kpt_scores[conn_b[new]]) + conn_scores[new]
-    return np.concatenate([poses, fresh])
+@functools.lru_cache
+def _check_limb_order(limb_types, ear_limbs):
+    """The assembly finds "the pose holding keypoint i in slot t" by lookup instead of the original's
+    scan over all poses. That is exact when such a pose is unique, which the limb order guarantees:
+    a limb's slot b is filled by no earlier limb (so it was empty, and its ids are distinct
+    connection ends), and the ear limbs come last, on slots no other ear limb touches."""
+    ordinary, ears = limb_types[: len(limb_types) - len(ear_limbs)], [limb_types[limb] for limb in ear_limbs]
+    filled_late = [b for limb, (_, b) in enumerate(ordinary) if b in sum(ordinary[:limb], ())]
+    ears_last = sorted(ear_limbs) == list(range(len(ordinary), len(limb_types)))
+    if filled_late or not ears_last or len(set(sum(ears, ()))) < 2 * len(ears):
+        raise ValueError('limb order: a slot filled twice or after its use, or ear limbs not last on distinct slots')
 
 
-def _fill_ear(poses, type_a, type_b, conn_a, conn_b):
-    """Shoulder-ear limb: only fills an empty slot, score and count unchanged. A pose whose
-    shoulder is conn_a[i] and ear empty gets the ear; else a pose whose ear is conn_b[i] and
-    shoulder empty gets the shoulder. With distinct conn_a and conn_b, every pose matches at
-    most one connection and an update never creates a new match, so order does not matter."""
-    shoulder, ear = poses[:, type_a], poses[:, type_b]
-    by_shoulder = (shoulder[:, None] == conn_a[None, :]) & (ear == -1)[:, None]
-    by_ear = (ear[:, None] == conn_b[None, :]) & (shoulder == -1)[:, None]
-    pose_idx, conn_idx = np.nonzero(by_shoulder)
-    poses[pose_idx, type_b] = conn_b[conn_idx]
-    pose_idx, conn_idx = np.nonzero(by_ear & ~by_shoulder.any(1)[:, None])
-    poses[pose_idx, type_a] = conn_a[conn_idx]
-    return poses
+def _assemble(connections, kpt_scores):
+    """The original's greedy assembly. connections: per limb, lists (ids_a, ids_b, scores) best first;
+    kpt_scores: (K,) list of peak scores by id. An ordinary limb a -> b gives b and the scores to the
+    pose holding a in slot a, or starts a 2-keypoint pose; an ear limb only fills empty slots.
+    Returns (P, 20) float64 pose entries, in creation order. Float64 sums in the original's order."""
+    _check_limb_order(BODY_PARTS_KPT_IDS, EAR_LIMBS)
+    poses = []
+    holder = [{} for _ in range(NUM_KEYPOINTS)]  # per slot: keypoint id -> index of the pose holding it
+    for part_id, ((type_a, type_b), (ids_a, ids_b, scores)) in enumerate(zip(BODY_PARTS_KPT_IDS, connections)):
+        by_a, by_b = holder[type_a], holder[type_b]
+        if part_id in EAR_LIMBS:
+            for i, j in zip(ids_a, ids_b):
+                p, q = by_a.get(i), by_b.get(j)
+                if p is not None and poses[p][type_b] == -1:
+                    poses[p][type_b] = j
+                if q is not None and q != p and poses[q][type_a] == -1:
+                    poses[q][type_a] = i
+            continue
+        for i, j, score in zip(ids_a, ids_b, scores):
+            p = by_a.get(i)
+            if p is None:
+                pose = [-1.0] * POSE_ENTRY_SIZE
+                pose[type_a], pose[type_b], pose[-1], pose[-2] = i, j, 2, (kpt_scores[i] + kpt_scores[j]) + score
+                by_a[i] = p = len(poses)
+                poses.append(pose)
+            else:
+                pose = poses[p]
+                pose[type_b] = j
+                pose[-1] += 1
+                pose[-2] += kpt_scores[j] + score
+            by_b[j] = p
+    return np.array(poses, dtype=np.float64).reshape(-1, POSE_ENTRY_SIZE)
 
 
 def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=20, min_paf_score=0.05):
@@ -260,29 +352,12 @@ def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=20, min_paf_sco
         )
     offsets = np.concatenate([[0], np.cumsum(counts)])
     xy = all_keypoints[:, :2].astype(np.float32)
-    kpt_scores = all_keypoints[:, 2]
     rows = xy.astype(np.int64)
     paf_at_kpt = pafs[rows[:, 1], rows[:, 0]]  # (K, 38)
 
-    limb, a, b, failures = _hopeful_candidates(offsets, xy, paf_at_kpt, min_paf_score)
-    limb, a, b = _screen_by_middle_samples(pafs, xy, limb, a, b, failures, min_paf_score)
-    scores, valid = _score_limbs(pafs, limb, a, b, xy, min_paf_score)
-    limb, a, b, scores = limb[valid], a[valid], b[valid], scores[valid]
-
-    poses = np.zeros((0, POSE_ENTRY_SIZE))
-    bounds = np.searchsorted(limb, np.arange(len(BODY_PARTS_KPT_IDS) + 1))
-    for part_id, (type_a, type_b) in enumerate(BODY_PARTS_KPT_IDS):
-        part = slice(bounds[part_id], bounds[part_id + 1])
-        if part.start == part.stop:
-            continue
-        conn_a, conn_b, conn_scores = _connection_nms(a[part], b[part], scores[part])
-        ids_a = all_keypoints[conn_a, 3].astype(np.int64)  # = row index, as in the original
-        ids_b = all_keypoints[conn_b, 3].astype(np.int64)
-        if part_id in EAR_LIMBS:
-            poses = _fill_ear(poses, type_a, type_b, ids_a, ids_b)
-        else:
-            poses = _attach_limb(poses, type_a, type_b, ids_a, ids_b, conn_scores, kpt_scores)
-
+    limb, a, b, scores = _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score)
+    ids = all_keypoints[:, 3].astype(np.int64).tolist()  # = row index, as in the original
+    poses = _assemble(_connection_nms(limb, a, b, scores, ids), all_keypoints[:, 2].tolist())
     count, score = poses[:, -1], poses[:, -2]
     dropped = (count < 3) | (score / np.where(count == 0, 1, count) < 0.2)
     return poses[~dropped], all_keypoints
