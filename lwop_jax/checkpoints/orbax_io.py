@@ -20,6 +20,7 @@ from lwop_jax.checkpoints.torch_names import model_from_torch
 from lwop_jax.errors import ModelFileError
 from lwop_jax.model.posenet import PoseNet
 from lwop_jax.model.variables import assign, dotted, empty_model, keep_refinement_stages, model_size
+from lwop_jax.schema import KeypointSchema, load_schema, schema_from_json
 
 FORMAT_NAME = 'lwop_jax'
 FORMAT_VERSION = 1
@@ -89,11 +90,28 @@ def load_model(path, *, num_refinement_stages: int | None = None, dtype=None) ->
         restored = _restore_model_item_as_numpy(directory.absolute())
     except Exception as exc:  # orbax raises many types; the user needs the file and the reason
         raise ModelFileError(f'{directory}: cannot read the orbax checkpoint ({type(exc).__name__}: {exc})') from exc
+    schema = schema_in_meta(meta, directory)
     flat = {dotted(path): np.asarray(leaf) for path, leaf in _flatten_dict(restored['model'])}
     flat = keep_refinement_stages(flat, k)
     model = empty_model(k, dtype, **model_size(meta))
     assign(model, flat, str(directory))
+    model.keypoint_schema = schema
     return model.set_training(False)
+
+
+def schema_in_meta(meta: dict, directory) -> KeypointSchema:
+    """The keypoint schema a checkpoint carries (coco18 for files written before schemas), checked against
+    the network's head sizes that the metadata records."""
+    if 'keypoint_schema' not in meta:
+        return load_schema()
+    schema = schema_from_json(meta['keypoint_schema'], f'{directory} (meta keypoint_schema)')
+    size = model_size(meta)
+    if (size['num_heatmaps'], size['num_pafs']) != (schema.num_heatmaps, schema.num_pafs):
+        raise ModelFileError(
+            f'{directory}: its heads ({size["num_heatmaps"]} heatmaps, {size["num_pafs"]} PAFs) do not fit its '
+            f'keypoint schema {schema.name!r} ({schema.num_heatmaps} heatmaps, {schema.num_pafs} PAFs)'
+        )
+    return schema
 
 
 def _restore_model_item_as_numpy(directory: pathlib.Path) -> dict:

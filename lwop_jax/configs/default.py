@@ -43,6 +43,7 @@ def get_config():
     config.shuffle = True
     config.num_parallel_calls = -1      # <= 0: tf.data AUTOTUNE
     config.seed = 0                     # model init and data order/augmentation
+    config.keypoint_schema = 'coco18'   # the keypoints trained: coco18 (the original's), coco17, or a schema .json
 
     # Model.
     config.num_refinement_stages = 1

@@ -167,16 +167,17 @@ def centered_augmentation(label, config=AugmentConfig()):
 
 
 # --------------------------------------------------------------------------------------- warping
-def transform_keypoints(keypoints, params):
-    """Move (P, 18, 3) keypoints (internal order, original pixels) into the crop.
+def transform_keypoints(keypoints, params, flip_permutation=FLIP_KEYPOINTS):
+    """Move (P, K, 3) keypoints (the schema's order, original pixels) into the crop.
 
     Coordinates go through the matrix; on a flip left and right keypoints swap (flags travel with
-    their points). Flags are otherwise unchanged, as in the original. Returns a new (P, 18, 3).
+    their points) as ``flip_permutation`` (the schema's; coco18's by default) says. Flags are otherwise
+    unchanged, as in the original. Returns a new (P, K, 3).
     """
     keypoints = np.array(keypoints, dtype=np.float64)
     keypoints[..., :2] = apply_affine(params.matrix, keypoints[..., :2])
     if params.flip:
-        keypoints = keypoints[..., FLIP_KEYPOINTS, :]
+        keypoints = keypoints[..., list(flip_permutation), :]
     return keypoints
 
 
@@ -224,16 +225,20 @@ def warp_mask(mask, matrix, out_size, pad_value=1.0):
     return warped.astype(np.uint8)
 
 
-def warp_sample(image, mask, keypoints, params, out_size, pad_value=128, mask_pad_value=1.0, reduction=1):
+def warp_sample(
+    image, mask, keypoints, params, out_size, pad_value=128, mask_pad_value=1.0, reduction=1,
+    flip_permutation=FLIP_KEYPOINTS,
+):  # fmt: skip
     """Warp image, mask and keypoints of one sample with ``params`` (AffineParams).
 
     Args:
         image: (h, w, 3) uint8, decoded at 1/reduction of the original size.
         mask: (H, W) float32 full-resolution mask (1 = use), or None for "no crowd" (all ones).
-        keypoints: (P, 18, 3) internal order, original pixels.
+        keypoints: (P, K, 3) the schema's order, original pixels.
+        flip_permutation: the schema's left/right swap (:func:`transform_keypoints`).
     Returns:
-        image (S, S, 3) uint8, mask (S, S) uint8 or None, keypoints (P, 18, 3) float64.
+        image (S, S, 3) uint8, mask (S, S) uint8 or None, keypoints (P, K, 3) float64.
     """
     warped_image = warp_image(image, params.matrix, out_size, pad_value, reduction)
     warped_mask = None if mask is None else warp_mask(mask, params.matrix, out_size, mask_pad_value)
-    return warped_image, warped_mask, transform_keypoints(keypoints, params)
+    return warped_image, warped_mask, transform_keypoints(keypoints, params, flip_permutation)

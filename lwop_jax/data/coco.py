@@ -17,17 +17,15 @@ import json
 import logging
 import os
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
 from lwop_jax.errors import InputFileError
-from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, INTERNAL_TO_COCO, NUM_COCO_KEYPOINTS, NUM_KEYPOINTS
+from lwop_jax.schema import DatasetLayout, load_schema
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, NUM_COCO_KEYPOINTS
 
 logger = logging.getLogger(__name__)
-
-COCO_LEFT_SHOULDER = COCO_KEYPOINT_NAMES.index('left_shoulder')
-COCO_RIGHT_SHOULDER = COCO_KEYPOINT_NAMES.index('right_shoulder')
-NECK = INTERNAL_TO_COCO.index(-1)  # the synthetic keypoint, internal index 1
 
 # Main-person selection of prepare_annotations.
 MIN_MAIN_KEYPOINTS = 5
@@ -61,41 +59,52 @@ def _outside_image(x, y, width, height):
     return (x < 0) | (x >= width) | (y < 0) | (y >= height)
 
 
-def convert_keypoints(keypoints, width, height):
-    """The original ``ConvertKeypoints`` for one or many persons.
+def coco18_layout() -> DatasetLayout:
+    """The original's conversion: coco18 keypoints from COCO's 17 (the ``ConvertKeypoints`` table)."""
+    return load_schema().dataset_layout(COCO_KEYPOINT_NAMES, 'COCO person keypoints')
+
+
+def convert_keypoints(keypoints, width, height, layout: DatasetLayout | None = None):
+    """The original ``ConvertKeypoints`` for one or many persons, for any schema's dataset layout.
 
     Points at exactly (0, 0) or outside [0, W) x [0, H) get flag 2. Then the points are reordered
-    to the internal order and a neck is inserted at index 1: the midpoint of the shoulders, flag 2
-    if either shoulder has flag 2, 1 if both are 1, else 0, and flag 2 if the midpoint lies
-    outside the image.
+    to the schema's order and each derived keypoint (coco18: the neck at index 1) is the midpoint of its
+    two dataset keypoints a and b: flag 2 if either has flag 2, 1 if both are 1, else 0, and flag 2 if
+    the midpoint lies outside the image.
 
     Args:
-        keypoints: (..., 17, 3) array-like in COCO order with prepared flags, image pixels.
+        keypoints: (..., D, 3) array-like in the dataset's order with prepared flags, image pixels.
         width, height: image size in pixels.
+        layout: the schema's keypoints in the dataset (default: coco18 from COCO's 17 keypoints).
     Returns:
-        (..., 18, 3) float64 array in internal order (a new array; the input is not modified).
+        (..., K, 3) float64 array in the schema's order (a new array; the input is not modified).
     """
-    coco = np.array(keypoints, dtype=np.float64)
-    if coco.shape[-2:] != (NUM_COCO_KEYPOINTS, 3):
-        raise ValueError(f'keypoints must have shape (..., {NUM_COCO_KEYPOINTS}, 3), got {coco.shape}')
-    x, y, flag = coco[..., 0], coco[..., 1], coco[..., 2]
+    layout = layout or coco18_layout()
+    dataset = np.array(keypoints, dtype=np.float64)
+    if dataset.shape[-2:] != (layout.num_dataset_keypoints, 3):
+        raise ValueError(f'keypoints must have shape (..., {layout.num_dataset_keypoints}, 3), got {dataset.shape}')
+    x, y, flag = dataset[..., 0], dataset[..., 1], dataset[..., 2]
     absent = ((x == 0) & (y == 0)) | _outside_image(x, y, width, height)
-    coco[..., 2] = np.where(absent, FLAG_ABSENT, flag)
+    dataset[..., 2] = np.where(absent, FLAG_ABSENT, flag)
 
-    internal = np.empty(coco.shape[:-2] + (NUM_KEYPOINTS, 3), dtype=np.float64)
-    has_coco_index = [k for k in range(NUM_KEYPOINTS) if k != NECK]
-    internal[..., has_coco_index, :] = coco[..., [INTERNAL_TO_COCO[k] for k in has_coco_index], :]
+    converted = np.empty(dataset.shape[:-2] + (len(layout.direct), 3), dtype=np.float64)
+    direct = [k for k, index in enumerate(layout.direct) if index >= 0]
+    converted[..., direct, :] = dataset[..., [layout.direct[k] for k in direct], :]
+    for k, index_a, index_b in layout.derived:
+        converted[..., k, :] = _midpoint(dataset[..., index_a, :], dataset[..., index_b, :], width, height)
+    return converted
 
-    left, right = coco[..., COCO_LEFT_SHOULDER, :], coco[..., COCO_RIGHT_SHOULDER, :]
-    neck_x, neck_y = (left[..., 0] + right[..., 0]) / 2, (left[..., 1] + right[..., 1]) / 2
-    neck_flag = np.where(
-        (left[..., 2] == FLAG_ABSENT) | (right[..., 2] == FLAG_ABSENT),
+
+def _midpoint(a, b, width, height):
+    """(..., 3) midpoint keypoint of a and b with the original neck's flag rule."""
+    x, y = (a[..., 0] + b[..., 0]) / 2, (a[..., 1] + b[..., 1]) / 2
+    flag = np.where(
+        (a[..., 2] == FLAG_ABSENT) | (b[..., 2] == FLAG_ABSENT),
         FLAG_ABSENT,
-        np.where((left[..., 2] == FLAG_VISIBLE) & (right[..., 2] == FLAG_VISIBLE), FLAG_VISIBLE, FLAG_OCCLUDED),
+        np.where((a[..., 2] == FLAG_VISIBLE) & (b[..., 2] == FLAG_VISIBLE), FLAG_VISIBLE, FLAG_OCCLUDED),
     )
-    neck_flag = np.where(_outside_image(neck_x, neck_y, width, height), FLAG_ABSENT, neck_flag)
-    internal[..., NECK, 0], internal[..., NECK, 1], internal[..., NECK, 2] = neck_x, neck_y, neck_flag
-    return internal
+    flag = np.where(_outside_image(x, y, width, height), FLAG_ABSENT, flag)
+    return np.stack([x, y, flag], axis=-1)
 
 
 def label_keypoints(label):
@@ -104,7 +113,7 @@ def label_keypoints(label):
     This is the render order of the original (main, then ``processed_other_annotations``).
     """
     persons = [label['keypoints']] + [other['keypoints'] for other in label['processed_other_annotations']]
-    return np.array(persons, dtype=np.float64).reshape(len(persons), NUM_COCO_KEYPOINTS, 3)
+    return np.array(persons, dtype=np.float64).reshape(len(persons), len(label['keypoints']), 3)
 
 
 # ------------------------------------------------------------------------------------ selection
@@ -127,21 +136,39 @@ def _required_list(coco, key, where):
     return value
 
 
-def _check_person_annotation(annotation, where):
+def dataset_keypoint_names(coco, where) -> tuple[str, ...]:
+    """The ``keypoints`` names of the file's keypoint category (COCO's 17 when it lists none)."""
+    categories = [c for c in coco.get('categories') or [] if isinstance(c, dict) and c.get('keypoints')]
+    if len(categories) > 1:
+        used = {a.get('category_id') for a in coco.get('annotations') or [] if isinstance(a, dict) and 'keypoints' in a}
+        categories = [c for c in categories if c.get('id') in used] or categories
+    if len(categories) > 1:
+        raise InputFileError(f'{where}: {len(categories)} categories with keypoints; a model learns one skeleton')
+    if not categories:
+        return COCO_KEYPOINT_NAMES
+    names = categories[0]['keypoints']
+    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+        raise InputFileError(
+            f"{where}: category {categories[0].get('name', '?')!r}: 'keypoints' must be a list of names"
+        )
+    return tuple(names)
+
+
+def _check_person_annotation(annotation, where, num_dataset_keypoints=NUM_COCO_KEYPOINTS):
     missing = [key for key in ('keypoints', 'num_keypoints', 'bbox', 'area') if key not in annotation]
     if missing:
         raise InputFileError(
             f'{where}: annotation {annotation.get("id", "?")} has no {missing}: '
             'expected COCO person keypoints (person_keypoints_*.json)'
         )
-    if len(annotation['keypoints']) != 3 * NUM_COCO_KEYPOINTS:
+    if len(annotation['keypoints']) != 3 * num_dataset_keypoints:
         raise InputFileError(
             f'{where}: annotation {annotation.get("id", "?")} has '
-            f'{len(annotation["keypoints"])} keypoint values, expected {3 * NUM_COCO_KEYPOINTS}'
+            f'{len(annotation["keypoints"])} keypoint values, expected {3 * num_dataset_keypoints}'
         )
 
 
-def group_annotations_per_image(coco, source=None):
+def group_annotations_per_image(coco, source=None, num_dataset_keypoints=NUM_COCO_KEYPOINTS):
     """The ``__main__`` grouping of ``prepare_train_labels.py``.
 
     Returns {image_id: (persons, crowd_segmentations)} in order of each image's first person:
@@ -161,7 +188,7 @@ def group_annotations_per_image(coco, source=None):
                 raise InputFileError(f"{where}: crowd annotation {annotation.get('id', '?')} has no 'segmentation'")
             crowd.setdefault(annotation['image_id'], []).append(annotation['segmentation'])
             continue
-        _check_person_annotation(annotation, where)
+        _check_person_annotation(annotation, where, num_dataset_keypoints)
         if annotation['num_keypoints'] != 0:
             per_image.setdefault(annotation['image_id'], ([], []))[0].append(annotation)
     for image_id, segmentations in crowd.items():
@@ -174,8 +201,16 @@ def _bbox_center(bbox):
     return [bbox[0] + bbox[2] / 2, bbox[1] + bbox[3] / 2]
 
 
-def _is_main_candidate(annotation):
-    return annotation['num_keypoints'] >= MIN_MAIN_KEYPOINTS and annotation['area'] >= MIN_MAIN_AREA
+def _is_main_candidate(annotation, used_keypoints):
+    return _labelled(annotation, used_keypoints) >= MIN_MAIN_KEYPOINTS and annotation['area'] >= MIN_MAIN_AREA
+
+
+def _labelled(annotation, used_keypoints) -> int:
+    """Labelled keypoints the schema reads: the annotation's ``num_keypoints`` (the original's count) when
+    it reads them all, else those of its keypoints with v > 0."""
+    if used_keypoints is None:
+        return annotation['num_keypoints']
+    return sum(1 for i in used_keypoints if annotation['keypoints'][3 * i + 2] > 0)
 
 
 def _is_close_to_previous(center, previous_mains):
@@ -198,10 +233,11 @@ def _prepare_other(annotation, net_input_size):
     }
 
 
-def prepare_annotations(coco, net_input_size=368, source=None):
+def prepare_annotations(coco, net_input_size=368, source=None, schema=None):
     """The original ``prepare_annotations`` on a whole COCO person-keypoints JSON object.
 
-    Per image (see :func:`group_annotations_per_image`), every person with num_keypoints >= 5,
+    Per image (see :func:`group_annotations_per_image`), every person with >= 5 labelled keypoints (of
+    those the keypoint schema reads; coco18 reads all of COCO's: the annotation's num_keypoints),
     area >= 32 * 32 and a bbox centre not closer than 0.3 x the bbox width of an earlier kept main
     person becomes the main person of one label. The label's others are all other persons of the
     image with keypoints, including ones rejected as main.
@@ -210,17 +246,23 @@ def prepare_annotations(coco, net_input_size=368, source=None):
         coco: the parsed JSON (dict with 'images' and 'annotations').
         net_input_size: training input size; scale_provided = bbox height / net_input_size.
         source: name of the file, for error messages.
+        schema: the :class:`lwop_jax.schema.KeypointSchema` trained (None: coco18); its keypoints must be in
+            the file's category (SchemaError otherwise).
     Returns:
         list of dicts with the original's keys, in its order: img_paths, img_width, img_height,
         objpos, image_id, bbox, segment_area, scale_provided, num_keypoints, segmentations (crowd
-        segmentations of the image), keypoints (17 [x, y, flag], COCO order),
+        segmentations of the image), keypoints (D [x, y, flag], the dataset order),
         processed_other_annotations (dicts: objpos, bbox, segment_area, scale_provided,
         num_keypoints, keypoints).
     Raises:
         ValueError: not a COCO person-keypoints object, or an annotation of an unknown image.
     """
     where = source or 'COCO annotations'
-    per_image = group_annotations_per_image(coco, source)
+    _required_list(coco, 'annotations', where)
+    names = dataset_keypoint_names(coco, where)
+    layout = (schema or load_schema()).dataset_layout(names, where)
+    used = layout.used_dataset_keypoints
+    per_image = group_annotations_per_image(coco, source, len(names))
     images = {image['id']: image for image in _required_list(coco, 'images', where)}
     prepared = []
     for image_id, (persons, crowd_segmentations) in per_image.items():
@@ -229,7 +271,7 @@ def prepare_annotations(coco, net_input_size=368, source=None):
         image = images[image_id]
         previous_mains = []
         for annotation in persons:
-            if not _is_main_candidate(annotation):
+            if not _is_main_candidate(annotation, None if len(used) == len(names) else used):
                 continue
             center = _bbox_center(annotation['bbox'])
             if _is_close_to_previous(center, previous_mains):
@@ -311,18 +353,35 @@ def check_coco_files(annotations_json, images_dir):
         )
 
 
+class TrainingSet(NamedTuple):
+    """Prepared labels (keypoints in the dataset's order) and where the schema's keypoints are among them."""
+
+    labels: list
+    layout: DatasetLayout
+
+
 def load_training_labels(annotations_json, images_dir, net_input_size=368):
-    """Read and prepare the training labels, checking the COCO layout first.
+    """The labels of :func:`load_training_set` for coco18 (the original's skeleton)."""
+    return load_training_set(annotations_json, images_dir, net_input_size).labels
+
+
+def load_training_set(annotations_json, images_dir, net_input_size=368, schema=None) -> TrainingSet:
+    """Read and prepare the training labels for a keypoint schema (None: coco18), checking the COCO layout
+    first.
 
     Raises:
         InputFileError: the images folder or the JSON file is missing, the JSON is not valid or not COCO
-            person keypoints, or no image is there (one line: file + problem).
+            person keypoints, its category lacks a keypoint the schema needs, or no image is there (one
+            line: file + problem).
     Images that the labels name but that are absent are only counted and logged here; the
     pipeline skips them.
     """
     annotations_json, images_dir = os.fspath(annotations_json), os.fspath(images_dir)
     check_coco_files(annotations_json, images_dir)
-    labels = prepare_annotations(load_coco_json(annotations_json), net_input_size, source=annotations_json)
+    coco = load_coco_json(annotations_json)
+    schema = schema or load_schema()
+    layout = schema.dataset_layout(dataset_keypoint_names(coco, annotations_json), annotations_json)
+    labels = prepare_annotations(coco, net_input_size, source=annotations_json, schema=schema)
     if not labels:
         raise InputFileError(f'{annotations_json}: no person qualifies as a training sample')
     files = sorted({label['img_paths'] for label in labels})
@@ -340,4 +399,4 @@ def load_training_labels(annotations_json, images_dir, net_input_size=368):
             images_dir,
             missing[0],
         )
-    return labels
+    return TrainingSet(labels, layout)

@@ -40,7 +40,6 @@ import tensorflow as tf
 from lwop_jax.data import augment as augmentation
 from lwop_jax.data.exit_guard import EXIT_GUARD
 from lwop_jax.data.samples import LabelFileSource, SampleConfig, UnreadableImage, process_sample
-from lwop_jax.skeleton import NUM_HEATMAPS, NUM_PAFS
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +126,8 @@ class SampleProducer:
         lead = () if batch_size is None else (int(batch_size),)
         return (
             np.zeros(lead + (size, size, 3), np.uint8),
-            np.zeros(lead + (map_size, map_size, NUM_HEATMAPS), np.float32),
-            np.zeros(lead + (map_size, map_size, NUM_PAFS), np.float32),
+            np.zeros(lead + (map_size, map_size, self.config.num_heatmaps), np.float32),
+            np.zeros(lead + (map_size, map_size, self.config.num_pafs), np.float32),
             np.zeros(lead + (map_size, map_size), np.float32),
         )
 
@@ -204,8 +203,8 @@ def make_dataset_from_source(
         )
         return {
             'image': (tf.cast(tf.ensure_shape(image, (batch_size, size, size, 3)), tf.float32) - 128.0) / 256.0,
-            'heatmaps': tf.ensure_shape(heatmaps, (batch_size, map_size, map_size, NUM_HEATMAPS)),
-            'pafs': tf.ensure_shape(pafs, (batch_size, map_size, map_size, NUM_PAFS)),
+            'heatmaps': tf.ensure_shape(heatmaps, (batch_size, map_size, map_size, config.num_heatmaps)),
+            'pafs': tf.ensure_shape(pafs, (batch_size, map_size, map_size, config.num_pafs)),
             'mask': tf.ensure_shape(mask, (batch_size, map_size, map_size)),
         }
 
@@ -236,6 +235,8 @@ def make_train_dataset(
     reduced_decode=True,
     max_rotate_degree=40.0,
     skipped_images=None,
+    schema=None,
+    layout=None,
 ):
     """Infinite, deterministic training dataset of this host's part of every global batch.
 
@@ -255,9 +256,11 @@ def make_train_dataset(
             original's plain bilinear downscale; False reproduces that).
         skipped_images: a :class:`SkippedImages` to record unreadable images in (else a new one,
             available as ``dataset.skipped_images``).
+        schema, layout: the keypoint schema the targets hold and where its keypoints are in the labels
+            (:func:`lwop_jax.data.coco.load_training_set`); None: coco18 from COCO's keypoints.
     Returns:
         tf.data.Dataset of dicts: 'image' (B, S, S, 3) float32 BGR (pixel - 128) / 256,
-        'heatmaps' (B, S/8, S/8, 19) float32, 'pafs' (B, S/8, S/8, 38) float32,
+        'heatmaps' (B, S/8, S/8, K + 1) float32, 'pafs' (B, S/8, S/8, 2 L) float32 (coco18: 19, 38),
         'mask' (B, S/8, S/8) float32 (1 = use in the loss).
     """
     config = SampleConfig(
@@ -268,6 +271,8 @@ def make_train_dataset(
         augment=augment,
         reduced_decode=reduced_decode,
         augment_config=augmentation.AugmentConfig(max_rotate_degree=max_rotate_degree),
+        **({'schema': schema} if schema else {}),
+        **({'layout': layout} if layout else {}),
     )
     return make_dataset_from_source(
         LabelFileSource(labels, images_dir),

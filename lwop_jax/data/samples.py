@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 
 from lwop_jax.data import augment as augmentation
-from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints
+from lwop_jax.data.coco import coco18_layout, convert_keypoints, crowd_mask, label_keypoints
 from lwop_jax.data.targets import crop_mask_to_maps, downsample_mask, render_targets
 from lwop_jax.errors import InputFileError
+from lwop_jax.schema import DatasetLayout, KeypointSchema, load_schema
 
 # JPEG decoding at 1/r (libjpeg DCT scaling) and the OpenCV flag for each r.
 _REDUCED_DECODE_FLAGS = {
@@ -35,6 +36,8 @@ class SampleConfig:
     augment: bool = True
     reduced_decode: bool = True
     augment_config: augmentation.AugmentConfig = augmentation.AugmentConfig()
+    schema: KeypointSchema = dataclasses.field(default_factory=load_schema)  # what the targets hold
+    layout: DatasetLayout = dataclasses.field(default_factory=coco18_layout)  # the schema's points in the data
 
     def __post_init__(self):
         if self.crop_size % self.stride:
@@ -48,13 +51,21 @@ class SampleConfig:
     def map_size(self):
         return self.crop_size // self.stride
 
+    @property
+    def num_heatmaps(self):
+        return self.schema.num_heatmaps
+
+    @property
+    def num_pafs(self):
+        return self.schema.num_pafs
+
 
 @dataclasses.dataclass
 class SampleInputs:
     """Everything one sample needs before decoding.
 
     label: dict with 'img_width', 'img_height', 'objpos', 'scale_provided' (as prepare_annotations).
-    keypoints: (P, 17, 3) prepared COCO-order keypoints, main person first.
+    keypoints: (P, D, 3) prepared keypoints in the dataset's order (COCO: D = 17), main person first.
     image_bytes: the encoded image file.
     crowd_mask: callable () -> (H, W) float32 full-resolution mask, or None when no crowd region.
     name: what to call the sample in logs (its file).
@@ -151,20 +162,23 @@ def stride_mask(crop_mask, config):
 
 
 def process_sample(inputs, rng, config=SampleConfig()):
-    """One training sample. Returns (image (S, S, 3) uint8 BGR, heatmaps (S/8, S/8, 19) float32,
-    pafs (S/8, S/8, 38) float32, mask (S/8, S/8) float32). Raises UnreadableImage."""
+    """One training sample. Returns (image (S, S, 3) uint8 BGR, heatmaps (S/8, S/8, K + 1) float32,
+    pafs (S/8, S/8, 2 L) float32, mask (S/8, S/8) float32), K keypoints and L limbs of config.schema.
+    Raises UnreadableImage."""
     label = inputs.label
     width, height = int(label['img_width']), int(label['img_height'])
     params = sample_params(label, rng, config)
     reduction = decode_reduction(params.scale, config.reduced_decode)
     image = decode_image(inputs.image_bytes, width, height, reduction)
     full_mask = inputs.crowd_mask() if inputs.crowd_mask is not None else None
-    keypoints = convert_keypoints(inputs.keypoints, width, height)
-    aug = config.augment_config
+    keypoints = convert_keypoints(inputs.keypoints, width, height, config.layout)
+    aug, schema = config.augment_config, config.schema
     crop, crop_mask, keypoints = augmentation.warp_sample(
-        image, full_mask, keypoints, params, config.crop_size, aug.pad_value, aug.mask_pad_value, reduction
-    )
+        image, full_mask, keypoints, params, config.crop_size, aug.pad_value, aug.mask_pad_value, reduction,
+        schema.flip_permutation,
+    )  # fmt: skip
     heatmaps, pafs = render_targets(
-        keypoints, config.crop_size, config.crop_size, config.stride, config.sigma, config.paf_thickness
-    )
+        keypoints, config.crop_size, config.crop_size, config.stride, config.sigma, config.paf_thickness,
+        schema.training_limbs,
+    )  # fmt: skip
     return crop, heatmaps, pafs, stride_mask(crop_mask, config)

@@ -16,7 +16,7 @@ Conventions (reference README, quirks T1-T3):
 
 import numpy as np
 
-from lwop_jax.skeleton import NUM_HEATMAPS, NUM_KEYPOINTS, NUM_PAFS, PAF_LIMBS
+from lwop_jax.skeleton import NUM_KEYPOINTS, PAF_LIMBS
 
 # The original's Gaussian window half-width in sigmas and its cut-off: exp(-4.6052) ~ 0.01 (ln 100).
 GAUSSIAN_WINDOW_SIGMAS = 4
@@ -24,36 +24,36 @@ GAUSSIAN_EXPONENT_CUTOFF = 4.6052
 # Limbs shorter than this (in map units) draw no PAF (the original's "same points" test).
 MIN_LIMB_LENGTH = 1e-7
 
-_LIMB_A = np.array([a for a, _ in PAF_LIMBS])
-_LIMB_B = np.array([b for _, b in PAF_LIMBS])
 
-
-def as_keypoint_array(keypoints):
-    """Any array-like of persons' keypoints -> float64 array (P, 18, 3); P may be 0."""
+def as_keypoint_array(keypoints, num_keypoints=NUM_KEYPOINTS):
+    """Any array-like of persons' keypoints -> float64 array (P, K, 3); P may be 0."""
     array = np.asarray(keypoints, dtype=np.float64)
     if array.size == 0:
-        return np.zeros((0, NUM_KEYPOINTS, 3))
+        return np.zeros((0, num_keypoints, 3))
     if array.ndim == 2:  # a single person
         array = array[None]
-    if array.ndim != 3 or array.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise ValueError(f'keypoints must have shape (P, {NUM_KEYPOINTS}, 3), got {array.shape}')
+    if array.ndim != 3 or array.shape[1:] != (num_keypoints, 3):
+        raise ValueError(f'keypoints must have shape (P, {num_keypoints}, 3), got {array.shape}')
     return array
 
 
-def render_targets(keypoints, height, width, stride=8, sigma=7.0, paf_thickness=1.0):
+def render_targets(keypoints, height, width, stride=8, sigma=7.0, paf_thickness=1.0, limbs=PAF_LIMBS):
     """Keypoint heatmaps and PAFs of all persons of one image, as the original renders them.
 
     Args:
-        keypoints: (P, 18, 3) array-like, (x, y, flag) in image pixels, internal order, main person
-            first; later persons overwrite earlier ones in the PAFs. A single (18, 3) person is
-            accepted too.
+        keypoints: (P, K, 3) array-like, (x, y, flag) in image pixels, in the schema's order (coco18: the
+            original's 18 points), main person first; later persons overwrite earlier ones in the PAFs.
+            A single (K, 3) person is accepted too.
         height, width: image (crop) size in pixels.
+        limbs: the keypoint pair drawn into PAF channels 2c, 2c+1, for each c
+            (:attr:`lwop_jax.schema.KeypointSchema.training_limbs`; coco18's is the original's PAF_LIMBS).
     Returns:
-        heatmaps: (H // stride, W // stride, 19) float32; channel 18 is the background 1 - max.
-        pafs: (H // stride, W // stride, 38) float32; channels 2k, 2k+1 = (x, y) of limb k of
-            :data:`lwop_jax.skeleton.PAF_LIMBS`.
+        heatmaps: (H // stride, W // stride, K + 1) float32; channel K is the background 1 - max.
+        pafs: (H // stride, W // stride, 2 L) float32; channels 2c, 2c+1 = (x, y) of limbs[c].
     """
-    keypoints = as_keypoint_array(keypoints)
+    num_keypoints = max((max(limb) for limb in limbs), default=-1) + 1
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    keypoints = as_keypoint_array(keypoints, keypoints.shape[-2] if keypoints.size else num_keypoints)
     rendered = keypoints[..., 2] <= 1
     if not np.isfinite(keypoints[..., :2][rendered]).all():
         raise ValueError('keypoints with flag <= 1 must have finite coordinates')
@@ -61,7 +61,7 @@ def render_targets(keypoints, height, width, stride=8, sigma=7.0, paf_thickness=
     keypoints = np.where(rendered[..., None], keypoints, np.array([0.0, 0.0, 2.0]))
     map_h, map_w = int(height) // stride, int(width) // stride
     heatmaps = render_heatmaps(keypoints, map_h, map_w, stride, sigma)
-    pafs = render_pafs(keypoints, map_h, map_w, stride, paf_thickness)
+    pafs = render_pafs(keypoints, map_h, map_w, stride, paf_thickness, limbs)
     return heatmaps, pafs
 
 
@@ -121,7 +121,7 @@ def _gaussian_patches(keypoints, map_h, map_w, stride, sigma):
 
 
 def render_heatmaps(keypoints, map_h, map_w, stride=8, sigma=7.0):
-    """(P, 18, 3) float64 keypoints -> (map_h, map_w, 19) float32 heatmaps incl. background.
+    """(P, K, 3) float64 keypoints -> (map_h, map_w, K + 1) float32 heatmaps incl. background.
 
     Persons are added one after another with a clamp at 1 after each add, in float32, exactly as
     the original's per-cell loop: the result is bit-identical, including where Gaussians overlap.
@@ -130,27 +130,28 @@ def render_heatmaps(keypoints, map_h, map_w, stride=8, sigma=7.0):
     patch = values.shape[-1]
     # Padding by a patch lets every window be written whole; cells outside the window add 0.
     padded_h, padded_w = map_h + patch, map_w + patch
-    channel = np.arange(NUM_KEYPOINTS)[:, None, None]
-    flat_cells = (channel * padded_h + rows) * padded_w + cols  # (P, 18, S, S) into a flat map
-    padded = np.zeros(NUM_KEYPOINTS * padded_h * padded_w, dtype=np.float32)
+    num_keypoints = keypoints.shape[1]
+    channel = np.arange(num_keypoints)[:, None, None]
+    flat_cells = (channel * padded_h + rows) * padded_w + cols  # (P, K, S, S) into a flat map
+    padded = np.zeros(num_keypoints * padded_h * padded_w, dtype=np.float32)
     for person_cells, person_values in zip(flat_cells, values):
         # Each keypoint of one person has its own channel, so no cell appears twice in one write.
         padded[person_cells] = np.minimum(padded[person_cells] + person_values, np.float32(1))
-    padded = padded.reshape(NUM_KEYPOINTS, padded_h, padded_w)
-    heatmaps = np.empty((map_h, map_w, NUM_HEATMAPS), dtype=np.float32)
-    heatmaps[..., :NUM_KEYPOINTS] = padded[:, :map_h, :map_w].transpose(1, 2, 0)
-    heatmaps[..., NUM_KEYPOINTS] = 1 - heatmaps[..., :NUM_KEYPOINTS].max(axis=-1, initial=0)
+    padded = padded.reshape(num_keypoints, padded_h, padded_w)
+    heatmaps = np.empty((map_h, map_w, num_keypoints + 1), dtype=np.float32)
+    heatmaps[..., :num_keypoints] = padded[:, :map_h, :map_w].transpose(1, 2, 0)
+    heatmaps[..., num_keypoints] = 1 - heatmaps[..., :num_keypoints].max(axis=-1, initial=0)
     return heatmaps
 
 
 # ----------------------------------------------------------------------------------------- PAFs
-def _limb_geometry(keypoints, map_h, map_w, stride, thickness):
+def _limb_geometry(keypoints, map_h, map_w, stride, thickness, limbs):
     """Endpoints in map units, unit vectors, windows and drawability of every (person, limb).
 
-    Returns a dict of (P, 19) arrays: xa, ya, ux, uy (float64), x_min, x_max, y_min, y_max (int64,
+    Returns a dict of (P, L) arrays: xa, ya, ux, uy (float64), x_min, x_max, y_min, y_max (int64,
     half-open cell windows) and drawn (bool).
     """
-    a, b = keypoints[:, _LIMB_A], keypoints[:, _LIMB_B]
+    a, b = keypoints[:, [a for a, _ in limbs]], keypoints[:, [b for _, b in limbs]]
     xa, ya, xb, yb = a[..., 0] / stride, a[..., 1] / stride, b[..., 0] / stride, b[..., 1] / stride
     x_ba, y_ba = xb - xa, yb - ya
     norm = np.sqrt(x_ba * x_ba + y_ba * y_ba)
@@ -191,14 +192,14 @@ def _limb_window_cells(first, last):
     return cells, cells < last[:, None]
 
 
-def render_pafs(keypoints, map_h, map_w, stride=8, thickness=1.0):
-    """(P, 18, 3) float64 keypoints -> (map_h, map_w, 38) float32 part affinity fields.
+def render_pafs(keypoints, map_h, map_w, stride=8, thickness=1.0, limbs=PAF_LIMBS):
+    """(P, K, 3) float64 keypoints -> (map_h, map_w, 2 L) float32 part affinity fields of the L limbs.
 
     A cell inside a limb's window whose distance to the limb's infinite line is <= thickness is set
     to the limb's unit vector; later persons overwrite earlier ones (no averaging).
     """
-    pafs = np.zeros((map_h, map_w, NUM_PAFS), dtype=np.float32)
-    g = _limb_geometry(keypoints, map_h, map_w, stride, thickness)
+    pafs = np.zeros((map_h, map_w, 2 * len(limbs)), dtype=np.float32)
+    g = _limb_geometry(keypoints, map_h, map_w, stride, thickness, limbs)
     drawn = g['drawn'] & (g['x_max'] > g['x_min']) & (g['y_max'] > g['y_min'])
     person, limb = np.nonzero(drawn)  # row-major: persons in render order
     if len(person) == 0:
@@ -219,7 +220,7 @@ def render_pafs(keypoints, map_h, map_w, stride=8, thickness=1.0):
     cell = (limb[which] * map_h + rows[which, i]) * map_w + cols[which, j]
     _, last_from_end = np.unique(cell[::-1], return_index=True)  # stable: first of the reversed
     winner = which[len(which) - 1 - last_from_end]
-    limb_index, row, col = np.unravel_index(cell[len(which) - 1 - last_from_end], (len(PAF_LIMBS), map_h, map_w))
+    limb_index, row, col = np.unravel_index(cell[len(which) - 1 - last_from_end], (len(limbs), map_h, map_w))
     pafs[row, col, 2 * limb_index] = g['ux'][winner].astype(np.float32)
     pafs[row, col, 2 * limb_index + 1] = g['uy'][winner].astype(np.float32)
     return pafs

@@ -311,6 +311,8 @@ def make_train_dataset_from_tfds(
     reduced_decode=True,
     max_rotate_degree=40.0,
     skipped_images=None,
+    schema=None,
+    layout=None,
 ):
     """:func:`lwop_jax.data.pipeline.make_train_dataset` over a prepared split of the builder.
 
@@ -328,6 +330,8 @@ def make_train_dataset_from_tfds(
         augment=augment,
         reduced_decode=reduced_decode,
         augment_config=AugmentConfig(max_rotate_degree=max_rotate_degree),
+        **({'schema': schema} if schema else {}),
+        **({'layout': layout} if layout else {}),
     )
     return make_dataset_from_source(
         source,

@@ -234,6 +234,7 @@ class PoseNet(nnx.Module):
         )
         self.num_refinement_stages = num_refinement_stages
         self.num_channels = num_channels
+        self.num_heatmaps, self.num_pafs = num_heatmaps, num_pafs  # the keypoint schema's K + 1 and 2 L
         self.backbone_width = backbone_width
         self.backbone_depth = backbone_depth
         self.layout = 'NHWC'

@@ -15,6 +15,7 @@ from flax import nnx
 
 from lwop_jax.errors import ModelFileError
 from lwop_jax.model.posenet import BACKBONE_DEPTH, BACKBONE_WIDTH, NUM_CHANNELS, PoseNet
+from lwop_jax.skeleton import NUM_HEATMAPS, NUM_PAFS
 
 _REFINEMENT_STAGE = re.compile(r'refinement_stages\.(\d+)\.')
 
@@ -83,8 +84,9 @@ def empty_model(num_refinement_stages: int, dtype=None, **size) -> PoseNet:
 
 
 def model_size(model_or_meta) -> dict:
-    """``backbone_width``, ``backbone_depth`` and ``num_channels`` of a PoseNet, a training config or
-    checkpoint metadata (a key missing in older metadata: the original's value)."""
+    """``backbone_width``, ``backbone_depth``, ``num_channels``, ``num_heatmaps`` and ``num_pafs`` of a
+    PoseNet, a training config or checkpoint metadata (a key missing in older metadata, or in a config,
+    whose heads follow its keypoint schema: the original's value)."""
 
     def get(key, default):
         if isinstance(model_or_meta, dict):
@@ -95,6 +97,8 @@ def model_size(model_or_meta) -> dict:
         'backbone_width': float(get('backbone_width', BACKBONE_WIDTH)),
         'backbone_depth': int(get('backbone_depth', BACKBONE_DEPTH)),
         'num_channels': int(get('num_channels', NUM_CHANNELS)),
+        'num_heatmaps': int(get('num_heatmaps', NUM_HEATMAPS)),
+        'num_pafs': int(get('num_pafs', NUM_PAFS)),
     }
 
 

@@ -16,7 +16,8 @@ from jax.sharding import Mesh
 
 from lwop_jax.checkpoints.orbax_io import FORMAT_NAME, FORMAT_VERSION
 from lwop_jax.errors import ModelFileError
-from lwop_jax.model.variables import model_size
+from lwop_jax.training.data import schema_of
+from lwop_jax.training.model_init import network_size
 from lwop_jax.training.step import TrainState, replicated
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def save_checkpoint(manager, graphdef, state: TrainState, data_position: dict, c
         'version': FORMAT_VERSION,
         'num_refinement_stages': config.num_refinement_stages,
         'step': step,
-        **model_size(config),
+        **network_size(config),
+        'keypoint_schema': schema_of(config).to_json(),
         'eval_num_refinement_stages': config.eval_num_refinement_stages or config.num_refinement_stages,
     }
     train_state = {'step': state.step, 'opt_state': _opt_leaves(state.opt_state)}

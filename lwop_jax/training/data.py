@@ -16,8 +16,10 @@ from typing import NamedTuple
 import jax
 from jax.experimental import multihost_utils
 
-from lwop_jax.data.coco import check_coco_files, load_training_labels
+from lwop_jax.data.coco import check_coco_files, load_training_set
 from lwop_jax.errors import InputFileError, TrainingError
+from lwop_jax.schema import KeypointSchema, load_schema
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES
 
 DATA_SOURCES = ('json', 'tfds')
 
@@ -37,6 +39,11 @@ def steps_per_epoch(num_examples: int, global_batch_size: int, batches_per_iter:
     ``batches_per_iter`` batches; the partial accumulation left at an epoch's end is dropped.
     """
     return max(1, math.ceil(num_examples / global_batch_size) // batches_per_iter)
+
+
+def schema_of(config) -> KeypointSchema:
+    """The run's keypoint schema: ``config.keypoint_schema``, a shipped name or a schema file."""
+    return load_schema(config.get('keypoint_schema') or None)
 
 
 def pipeline_arguments(config) -> dict:
@@ -64,10 +71,12 @@ def train_data_from_config(config) -> TrainData:
         raise TrainingError(f'config.data_source: {config.data_source!r} is not one of {", ".join(DATA_SOURCES)}')
     if config.data_source == 'tfds':
         return _tfds_train_data(config)
-    labels = load_training_labels(config.train_labels, config.train_images, net_input_size=config.label_net_input_size)
+    labels, layout = load_training_set(
+        config.train_labels, config.train_images, config.label_net_input_size, schema_of(config)
+    )
     from lwop_jax.data import pipeline  # TensorFlow (the [train] extra) loads only when training starts
 
-    arguments = pipeline_arguments(config)
+    arguments = pipeline_arguments(config) | {'schema': schema_of(config), 'layout': layout}
 
     def batches(start_batch):
         dataset = pipeline.make_train_dataset(labels, config.train_images, start_step=start_batch, **arguments)
@@ -77,7 +86,10 @@ def train_data_from_config(config) -> TrainData:
 
 
 def _tfds_train_data(config) -> TrainData:
-    """The same stream from TFDS records, prepared on first use in ``config.tfds_data_dir``."""
+    """The same stream from TFDS records, prepared on first use in ``config.tfds_data_dir`` (coco18 only:
+    the records hold COCO's 17 keypoints, so the schema must take its keypoints from those)."""
+    schema = schema_of(config)
+    layout = schema.dataset_layout(COCO_KEYPOINT_NAMES, f'{config.train_labels} (as TFDS records)')
     check_coco_files(config.train_labels, config.train_images)
     from lwop_jax.data import tfds_coco  # TensorFlow Datasets (the [train] extra) loads only when training starts
 
@@ -90,7 +102,7 @@ def _tfds_train_data(config) -> TrainData:
     num_examples = builder.info.splits['train'].num_examples
     if not num_examples:
         raise InputFileError(f'{config.train_labels}: no person qualifies as a training sample')
-    arguments = pipeline_arguments(config)
+    arguments = pipeline_arguments(config) | {'schema': schema, 'layout': layout}
 
     def batches(start_batch):
         dataset = tfds_coco.make_train_dataset_from_tfds(builder, split='train', start_step=start_batch, **arguments)

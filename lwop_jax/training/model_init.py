@@ -14,7 +14,8 @@ from lwop_jax.checkpoints.torch_names import init_backbone_from_mobilenet
 from lwop_jax.errors import ModelFileError, TrainingError
 from lwop_jax.model.layers import CONV_FORMULATIONS
 from lwop_jax.model.posenet import PoseNet
-from lwop_jax.model.variables import assign, variables
+from lwop_jax.model.variables import assign, model_size, variables
+from lwop_jax.training.data import schema_of
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,7 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
         raise TrainingError(f'compute_dtype must be one of {sorted(dtypes)}, not {config.compute_dtype!r}')
     model = PoseNet(
         num_refinement_stages=config.num_refinement_stages,
-        num_channels=config.num_channels,
-        backbone_width=config.backbone_width,
-        backbone_depth=config.backbone_depth,
+        **network_size(config),
         dtype=dtypes[config.compute_dtype],
         rngs=nnx.Rngs(config.seed),
     )
@@ -45,6 +44,13 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
     elif config.from_mobilenet:
         raise TrainingError('from_mobilenet=True needs init_from = the MobileNet ImageNet file')
     return model
+
+
+def network_size(config) -> dict:
+    """PoseNet's size arguments for a training config: backbone and channels from its keys, the heads from
+    its keypoint schema (K + 1 heatmaps, 2 L PAFs)."""
+    schema = schema_of(config)
+    return model_size(config) | {'num_heatmaps': schema.num_heatmaps, 'num_pafs': schema.num_pafs}
 
 
 def init_weights_from(model: PoseNet, path) -> None:
