@@ -1,6 +1,7 @@
 """Precision as an option: the rules, the model files' tags, bf16 on OpenVINO, int8 (ONNX Runtime QDQ and NNCF)
 behind the accuracy gate, and one line per bad input. Real ONNX Runtime, OpenVINO and NNCF throughout."""
 
+import collections
 import json
 import re
 import shutil
@@ -162,6 +163,13 @@ def test_int8_models_are_tagged_gated_and_run(int8_files, overfit_onnx, coco_min
     ir = ov.Core().read_model(str(next((int8_files / 'ir').glob('*.xml'))))
     assert metadata.openvino_precision(ir) == 'int8'
     assert metadata.openvino_quantization(ir)['method'] == 'NNCF MIXED'
+    # The CPU plugin really runs the quantized convolutions in 8 bits, the 4 of the kept heads in f32.
+    compiled = ov.Core().compile_model(ir, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32', 'INFERENCE_NUM_THREADS': 2})
+    runtime = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+    convolutions = collections.Counter(
+        info['runtimePrecision'].astype(str) for info in runtime if info['layerType'].astype(str) == 'Convolution'
+    )
+    assert convolutions == {'u8': 53, 'f32': 4}, convolutions
     dataset = json.loads((coco_mini_dir / 'person_keypoints_val2017_mini.json').read_text())
     images = labelled_images(dataset, coco_mini_dir / 'val2017')
     reference = backends.load_backend(overfit_onnx, threads=2)
@@ -170,6 +178,11 @@ def test_int8_models_are_tagged_gated_and_run(int8_files, overfit_onnx, coco_min
         assert quantized.precision == 'int8'
         comparison = compare_backends(reference, quantized, images, dataset)
         assert comparison.agreement.value > 0.9 and comparison.ap_drop < 0.05, (path, comparison)
+    # An int8 model is not quantized again.
+    capfd.readouterr()
+    assert convert.main([str(int8_files / 'int8.onnx'), '--openvino', str(int8_files / 'again')]) == 1
+    lines = err_lines(capfd)
+    assert lines == [f'error: {int8_files / "int8.onnx"}: already an int8 model; convert its fp32 export instead']
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pathlib
 import sys
 import tempfile
 
+from lwop_jax import atomic
 from lwop_jax.checkpoints import metadata, openvino_ir
 from lwop_jax.cli import common
 from lwop_jax.errors import InputFileError
@@ -188,15 +189,16 @@ def run(args: argparse.Namespace) -> int:
 
 def export_graph(args: argparse.Namespace, fp32_onnx: pathlib.Path, images, written: bool = False) -> int:
     """The exports made from an ONNX file: int8 ones, or the ONNX copy and the IR at fp32 / bf16."""
+    import onnx  # the [export] extra: reading and tagging ONNX files
 
+    proto = onnx.load(str(fp32_onnx))
+    if metadata.onnx_precision({p.key: p.value for p in proto.metadata_props}) == 'int8':
+        raise InputFileError(f'{fp32_onnx}: already an int8 model; convert its fp32 export instead')
     if images is not None:
         quantize(args, fp32_onnx, images)
         return 0
     if args.onnx and not written:
-        import onnx  # the [export] extra, as above
-
-        proto = metadata.tag_onnx(onnx.load(str(fp32_onnx)), args.precision)
-        onnx.save(proto, str(args.onnx))
+        atomic.write_bytes(args.onnx, metadata.tag_onnx(proto, args.precision).SerializeToString())
         print(f'ONNX ({args.precision}): {args.onnx}')
     if args.openvino:
         xml = openvino_ir.export_openvino(fp32_onnx, args.openvino, precision=args.precision)
