@@ -207,24 +207,40 @@ def schema_from_json(content, where: str) -> KeypointSchema:
 
 
 def _check_grouping(schema: KeypointSchema, fields: _Fields) -> None:
-    """Refuses limbs that would split people: the greedy grouping joins a regular limb to a person through
-    its first keypoint, so that keypoint must be an end of an earlier limb (the first limb starts people);
-    a completing limb needs one end reached; and every keypoint must be on a limb."""
-    names, reached = schema.keypoints, set()
+    """Refuses limbs the greedy grouping cannot use as the original does.
+
+    A regular limb joins a person through its first keypoint, so that keypoint must be an end of an
+    earlier limb (the first limb starts people), and it fills its second keypoint, which no earlier limb
+    may have filled (a tree, as the original's: each keypoint comes from one limb). Completing limbs
+    come after the regular ones, on keypoints no other completing limb touches (each fills one empty
+    slot from the other end). Every keypoint must be on a limb.
+    """
+    names, reached, completing_ends = schema.keypoints, set(), set()
     for i, ((a, b), completing) in enumerate(zip(schema.limbs, schema.completing)):
         ends = f'[{names[a]!r}, {names[b]!r}]'
-        if completing and not ({a, b} & reached):
-            fields.fail(f'completing_limbs {ends}', 'neither end is reached by an earlier limb: it could fill nothing')
-        if not completing and i > 0 and a not in reached:
+        if completing:
+            if {a, b} & completing_ends:
+                fields.fail(f'completing_limbs {ends}', 'shares a keypoint with another completing limb')
+            completing_ends |= {a, b}
+            continue
+        if completing_ends:
+            fields.fail(f'limbs[{i}] {ends}', 'comes after a completing limb: completing limbs go last')
+        if i > 0 and a not in reached:
             fields.fail(
                 f'limbs[{i}] {ends}',
                 f'{names[a]!r} is not reached by an earlier limb, so the people it groups would fall apart '
                 '(list a limb that reaches it first, or swap the two ends)',
             )
+        if b in reached:
+            fields.fail(
+                f'limbs[{i}] {ends}',
+                f'{names[b]!r} is already reached by an earlier limb; each keypoint is grouped through one limb '
+                '(make this a completing limb, or drop it)',
+            )
         reached |= {a, b}
     alone = [name for k, name in enumerate(names) if k not in reached]
     if alone:
-        fields.fail('keypoints', f'{alone[0]!r} is on no limb, so it could never join a person')
+        fields.fail('keypoints', f'{alone[0]!r} is on no regular limb, so it could never join a person')
 
 
 class _Fields:

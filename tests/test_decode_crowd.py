@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from lwop_jax.inference import decode as decoder
+from lwop_jax.inference.assembly import best_first, check_limb_order, limb_tables
 from lwop_jax.inference.decode import extract_peaks, group_keypoints
+from lwop_jax.skeleton import BODY_PARTS_KPT_IDS
 
 BENCHMARK = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'bench_decode.py'
 
@@ -76,7 +78,7 @@ def test_tiled_noise_free_maps_with_tied_limb_scores_match_the_loop_port(fixture
     xy = all_keypoints[:, :2].astype(np.float32)
     rows = xy.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    limb, _, _, scores = decoder._valid_limbs(pafs, offsets, xy, pafs[rows[:, 1], rows[:, 0]], 0.05)
+    limb, _, _, scores = decoder._valid_limbs(pafs, offsets, xy, pafs[rows[:, 1], rows[:, 0]], 0.05, limb_tables())
     assert len(np.unique(np.stack([limb, scores]), axis=1)[0]) < len(scores)  # ties, as the premise says
 
 
@@ -87,17 +89,17 @@ def test_best_first_order_is_the_originals_argsort_order_with_ties():
     expected = np.concatenate(
         [np.flatnonzero(limb == part)[scores[limb == part].argsort()[::-1]] for part in np.unique(limb)]
     )
-    np.testing.assert_array_equal(decoder._best_first(limb, scores), expected)
+    np.testing.assert_array_equal(best_first(limb, scores), expected)
 
 
 def test_limb_order_check():
     """The pose assembly's lookups are exact for the original's limb order; other orders are refused."""
-    limbs = decoder.BODY_PARTS_KPT_IDS
-    decoder._check_limb_order(limbs, decoder.EAR_LIMBS)
+    limbs = BODY_PARTS_KPT_IDS
+    check_limb_order(limbs, decoder.EAR_LIMBS)
     with pytest.raises(ValueError, match='limb order'):  # 2 -> 3 before 1 -> 2: slot 2 used before it is filled
-        decoder._check_limb_order((limbs[2], limbs[1], limbs[0]) + limbs[3:], decoder.EAR_LIMBS)
+        check_limb_order((limbs[2], limbs[1], limbs[0]) + limbs[3:], decoder.EAR_LIMBS)
     with pytest.raises(ValueError, match='limb order'):  # an ear limb before an ordinary one
-        decoder._check_limb_order(limbs, (16, 18))
+        check_limb_order(limbs, (16, 18))
 
 
 @pytest.mark.parametrize('height, width', [(1, 1), (1, 9), (6, 1), (15, 13), (16, 16), (17, 40), (33, 21), (50, 37)])

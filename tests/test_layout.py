@@ -17,6 +17,7 @@ LAYERS = (
     (
         'lwop_jax.inference.preprocess',
         'lwop_jax.inference.peaks',
+        'lwop_jax.inference.assembly',
         'lwop_jax.inference.decode',
         'lwop_jax.inference.results',
         'lwop_jax.inference.tracking',

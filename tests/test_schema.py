@@ -39,12 +39,12 @@ def test_coco18_gives_exactly_the_original_tables():
 def test_coco17_is_cocos_own_order_with_a_grouping_tree():
     schema = load_schema('coco17')
     assert schema.keypoints == skeleton.COCO_KEYPOINT_NAMES
-    assert (schema.num_heatmaps, schema.num_pafs) == (18, 38)
+    assert (schema.num_heatmaps, schema.num_pafs) == (18, 36)
     layout = schema.dataset_layout(skeleton.COCO_KEYPOINT_NAMES, 'coco.json')
     assert layout.direct == tuple(range(17)) and layout.derived == ()
     mirrored = [schema.keypoints[k] for k in schema.flip_permutation]
     assert mirrored[schema.keypoints.index('left_wrist')] == 'right_wrist' and mirrored[0] == 'nose'
-    assert schema.drawn_limbs == schema.limbs[:16]
+    assert len(schema.limbs) == 18 and schema.drawn_limbs == schema.limbs[:16]
 
 
 @pytest.mark.parametrize('name', ['coco18', 'coco17'])
@@ -113,9 +113,31 @@ BAD = [
             keypoints=['pelvis', 'head', 'hand_l', 'hand_r', 'foot_l', 'foot_r', 'tail'],
             sigmas={**figure()['sigmas'], 'tail': 0.1},
         ),
-        r"keypoints: 'tail' is on no limb",
+        r"keypoints: 'tail' is on no regular limb",
     ),  # fmt: skip
     (dict(completing_limbs=[['head', 'foot_r']]), r"completing_limbs: \['head', 'foot_r'\] is not one of the limbs"),
+    (
+        dict(limbs=figure()['limbs'][:5] + [['head', 'foot_r']], completing_limbs=[]),
+        r"limbs\[5\] \['head', 'foot_r'\]: 'foot_r' is already reached by an earlier limb",
+    ),
+    (
+        dict(
+            limbs=figure()['limbs'] + [['hand_r', 'foot_r']],
+            completing_limbs=[['hand_l', 'foot_l'], ['hand_r', 'foot_l']],
+        ),
+        r"completing_limbs: \['hand_r', 'foot_l'\] is not one of the limbs",
+    ),
+    (
+        dict(
+            limbs=figure()['limbs'] + [['hand_r', 'foot_l']],
+            completing_limbs=[['hand_l', 'foot_l'], ['hand_r', 'foot_l']],
+        ),
+        r"completing_limbs \['hand_r', 'foot_l'\]: shares a keypoint with another completing limb",
+    ),
+    (
+        dict(limbs=[figure()['limbs'][5]] + figure()['limbs'][:5]),
+        r"limbs\[1\] \['pelvis', 'head'\]: comes after a completing limb",
+    ),
     (dict(paf_channels=[[0, 1]] * 6), r'paf_channels: must use each of the channels 0..11 once'),
     (dict(keypoints=['pelvis', 'head', 'head']), r"keypoints: 'head' is listed twice"),
     (dict(sigmas={**figure()['sigmas'], 'head': -1}), r'sigmas\.head: must be a number > 0'),

@@ -40,7 +40,7 @@ def test_coco17_samples_are_coco18_samples_without_the_neck(coco_mini_dir):
         image17, heatmaps17, pafs17, mask17 = sample(set17, images, coco17, index, seed=index)
         np.testing.assert_array_equal(image17, image18)
         np.testing.assert_array_equal(mask17, mask18)
-        assert heatmaps17.shape[-1] == 18 and pafs17.shape[-1] == 38
+        assert heatmaps17.shape[-1] == 18 and pafs17.shape[-1] == 36
         for k, name in enumerate(coco17.keypoints):
             np.testing.assert_array_equal(
                 heatmaps17[..., k], heatmaps18[..., coco18.keypoints.index(COCO18_NAME[name])]
@@ -117,13 +117,13 @@ def test_training_in_coco17_writes_a_model_that_carries_its_schema(coco_mini_dir
     loop.train_and_evaluate(config, tmp_path)
     model = orbax_io.load_any(tmp_path / 'checkpoints')
     assert model.keypoint_schema == load_schema('coco17')
-    assert (model.num_heatmaps, model.num_pafs) == (18, 38)
+    assert (model.num_heatmaps, model.num_pafs) == (18, 36)
     heatmaps, pafs = model(np.zeros((1, 64, 64, 3), np.float32))[-1]
-    assert heatmaps.shape == (1, 8, 8, 18) and pafs.shape == (1, 8, 8, 38)
+    assert heatmaps.shape == (1, 8, 8, 18) and pafs.shape == (1, 8, 8, 36)
 
     meta_path = tmp_path / 'checkpoints' / '2' / 'meta' / 'metadata'
     meta = json.loads(meta_path.read_text())
     meta['num_heatmaps'] = 19
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ModelFileError, match=r"heads \(19 heatmaps, 38 PAFs\) do not fit its keypoint schema 'coco17'"):
+    with pytest.raises(ModelFileError, match=r"heads \(19 heatmaps, 36 PAFs\) do not fit its keypoint schema 'coco17'"):
         orbax_io.load_any(tmp_path / 'checkpoints')

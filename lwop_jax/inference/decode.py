@@ -24,30 +24,31 @@ Exactness notes (why the code looks the way it does):
 This module is part of the CPU inference path: NumPy and the standard library only.
 """
 
-import functools
 import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
+from lwop_jax.inference.assembly import LimbTables, assemble, connection_nms, limb_tables
 from lwop_jax.inference.peaks import check_heatmaps, extract_peaks
-from lwop_jax.skeleton import BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS, INTERNAL_TO_COCO, NUM_KEYPOINTS, NUM_PAFS
+from lwop_jax.schema import load_schema
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES
 
 POINTS_PER_LIMB = 10  # PAF samples along each candidate limb
-POSE_ENTRY_SIZE = 20  # 18 keypoint ids, total score, keypoint count
-EAR_LIMBS = (17, 18)  # shoulder -> ear limbs: only fill empty slots
+POSE_ENTRY_SIZE = 20  # coco18: 18 keypoint ids, total score, keypoint count (K + 2 for K keypoints)
+EAR_LIMBS = (17, 18)  # coco18's completing limbs (shoulder -> ear): only fill empty slots
 
 
 @dataclass(frozen=True)
 class Poses:
     """Decoded people, in the original's order.
 
-    keypoints:     (N, 18, 3) float32, internal keypoint order; (x, y, peak score) on the map
-                   grid; missing keypoints are (-1, -1, 0).
+    keypoints:     (N, K, 3) float32, the schema's keypoint order (coco18: K = 18); (x, y, peak score)
+                   on the map grid; missing keypoints are (-1, -1, 0).
     scores:        (N,) float64, the original `pose_entries[:, 18]` (sum of keypoint and limb
                    scores).
-    num_keypoints: (N,) int64, the original `pose_entries[:, 19]` (ear keypoints added by the
-                   shoulder-ear limbs are not counted, as in the original).
+    num_keypoints: (N,) int64, the original `pose_entries[:, 19]` (keypoints added by completing
+                   limbs, coco18's shoulder-ear ones, are not counted, as in the original).
     """
 
     keypoints: np.ndarray
@@ -63,10 +64,10 @@ class Poses:
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_pafs(pafs, grid_hw):
+def _check_pafs(pafs, grid_hw, num_pafs):
     pafs = np.asarray(pafs)
-    if pafs.ndim != 3 or pafs.shape[2] != NUM_PAFS:
-        raise ValueError(f'pafs must have shape (H, W, {NUM_PAFS}), got {pafs.shape}')
+    if pafs.ndim != 3 or pafs.shape[2] != num_pafs:
+        raise ValueError(f'pafs must have shape (H, W, {num_pafs}), got {pafs.shape}')
     if grid_hw is not None and pafs.shape[:2] != tuple(grid_hw):
         raise ValueError(
             f'heatmaps and pafs must share one grid: heatmaps are {tuple(grid_hw)} (H, W), pafs are {pafs.shape[:2]}'
@@ -78,11 +79,6 @@ def _check_pafs(pafs, grid_hw):
 # Limb candidates (original group_keypoints, scoring part)
 # ----------------------------------------------------------------------------------------------
 
-_LIMB_TYPES = np.asarray(BODY_PARTS_KPT_IDS)  # (19, 2) keypoint types a, b of each limb
-_LIMB_CHANNELS = np.asarray(BODY_PARTS_PAF_IDS)  # (19, 2) PAF channels x, y of each limb
-_PAIRED_CHANNELS = bool(
-    (_LIMB_CHANNELS[:, 0] % 2 == 0).all() and (_LIMB_CHANNELS[:, 1] == _LIMB_CHANNELS[:, 0] + 1).all()
-)
 # Limbs with fewer candidate pairs are screened together as one flat batch (few NumPy calls in all);
 # larger ones one at a time as (b, a) matrices, whose intermediate arrays then stay in the CPU caches.
 _FLAT_PAIRS = 1 << 12
@@ -109,21 +105,22 @@ def _end_passes(a_x, a_y, b_x, b_y, paf_a, paf_b, min_paf_score):
     return pass_a, None if paf_b is None else paf_b[0] * unit_x + paf_b[1] * unit_y > min_paf_score
 
 
-def _flat_pairs(offsets, limbs):
+def _flat_pairs(offsets, limbs, types):
     """Every (limb, a, b) pair of the given limbs, (N,) each, in the original's order (limb, then
-    b-major, a-minor); a and b are rows of all_keypoints."""
-    start_a, start_b = offsets[_LIMB_TYPES[limbs, 0]], offsets[_LIMB_TYPES[limbs, 1]]
-    num_a = offsets[_LIMB_TYPES[limbs, 0] + 1] - start_a
-    sizes = num_a * (offsets[_LIMB_TYPES[limbs, 1] + 1] - start_b)
+    b-major, a-minor); a and b are rows of all_keypoints. types: (L, 2) keypoint types of every limb."""
+    start_a, start_b = offsets[types[limbs, 0]], offsets[types[limbs, 1]]
+    num_a = offsets[types[limbs, 0] + 1] - start_a
+    sizes = num_a * (offsets[types[limbs, 1] + 1] - start_b)
     local = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     b_local, a_local = np.divmod(local, np.repeat(num_a, sizes))
     return np.repeat(limbs, sizes), np.repeat(start_a, sizes) + a_local, np.repeat(start_b, sizes) + b_local
 
 
-def _screen_flat(keypoints, limb, a, b, min_paf_score):
-    """End-sample screen of (N,) pairs: (limb, a, b, failed end samples (int8)) of those with < 2."""
+def _screen_flat(keypoints, channels, limb, a, b, min_paf_score):
+    """End-sample screen of (N,) pairs: (limb, a, b, failed end samples (int8)) of those with < 2.
+    channels: (L, 2) PAF channels of every limb."""
     xs, ys, paf_at_kpt = keypoints
-    channel_x, channel_y = _LIMB_CHANNELS[limb, 0], _LIMB_CHANNELS[limb, 1]
+    channel_x, channel_y = channels[limb, 0], channels[limb, 1]
     paf_a = paf_at_kpt[a, channel_x], paf_at_kpt[a, channel_y]
     paf_b = paf_at_kpt[b, channel_x], paf_at_kpt[b, channel_y]
     pass_a, pass_b = _end_passes(xs[a], ys[a], xs[b], ys[b], paf_a, paf_b, min_paf_score)
@@ -131,14 +128,14 @@ def _screen_flat(keypoints, limb, a, b, min_paf_score):
     return limb[keep], a[keep], b[keep], (~(pass_a[keep] & pass_b[keep])).astype(np.int8)
 
 
-def _screen_matrix(keypoints, limb, rows_a, rows_b, min_paf_score):
+def _screen_matrix(keypoints, channels, limb, rows_a, rows_b, min_paf_score):
     """End-sample screen of the pairs rows_a x rows_b of one limb, as (b, a) matrices of at most
     _CHUNK_PAIRS pairs (small enough for the CPU caches). Only keypoints whose PAF is longer than
     min_paf_score can pass their end sample, so pairs of two such weak keypoints, which fail both,
     are never formed: the matrices cover (strong b) x (all a) and (weak b) x (strong a). Yields
     (limb, a, b, failures) of the pairs with at most one failed end sample, chunk by chunk."""
     xs, ys, paf_at_kpt = keypoints
-    channels = _LIMB_CHANNELS[limb]
+    channels = channels[limb]
     paf_a, paf_b = paf_at_kpt[rows_a][:, channels].T, paf_at_kpt[rows_b][:, channels].T  # (2, n), (2, m)
     strong_a, strong_b = _can_pass(paf_a, min_paf_score), _can_pass(paf_b, min_paf_score)
     for b_part, a_part, test_b in ((strong_b, np.ones_like(strong_a), True), (~strong_b, strong_a, False)):
@@ -189,21 +186,22 @@ def _screen_by_middle_samples(field, keypoints, limb, a, b, failures, min_paf_sc
     return limb, a, b
 
 
-def _paf_pairs(pafs):
+def _paf_pairs(pafs, tables: LimbTables):
     """A function (x (N,), y (N,), limb (N,)) -> the limb's PAF x and y at those pixels, (N,) float32
     each. When every limb's (x, y) channels are an aligned pair (2k, 2k + 1), both come from one
     8-byte gather: one random memory access instead of two."""
     width, num_channels = pafs.shape[1], pafs.shape[2]
     flat = pafs.reshape(-1)
-    if _PAIRED_CHANNELS:
+    channels = tables.channels
+    if tables.paired_channels:
         words = flat.view(np.uint64)
 
         def gather(x, y, limb):
-            both = words[((y * width + x) * num_channels + _LIMB_CHANNELS[limb, 0]) // 2].view(np.float32)
+            both = words[((y * width + x) * num_channels + channels[limb, 0]) // 2].view(np.float32)
             return both[..., 0::2], both[..., 1::2]
 
         return gather
-    return lambda x, y, limb: tuple(flat[(y * width + x) * num_channels + _LIMB_CHANNELS[limb, k]] for k in (0, 1))
+    return lambda x, y, limb: tuple(flat[(y * width + x) * num_channels + channels[limb, k]] for k in (0, 1))
 
 
 def _score_limbs(field, keypoints, limb, a, b, min_paf_score):
@@ -228,20 +226,21 @@ def _score_limbs(field, keypoints, limb, a, b, min_paf_score):
     return scores, (scores > 0) & (success_ratio > 0.8)
 
 
-def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score):
+def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score, tables: LimbTables):
     """The original's valid candidate limbs, (limb, a, b, scores) (N,) each, in its order (limb, then
     b-major, a-minor). Pairs are screened (end samples, then middle samples), and the survivors
     scored exactly; screening only drops pairs with 2 failed samples, which the original rejects."""
     keypoints = (np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), paf_at_kpt)
-    field = _paf_pairs(pafs)
+    field = _paf_pairs(pafs, tables)
     counts = np.diff(offsets)
-    sizes = counts[_LIMB_TYPES[:, 0]] * counts[_LIMB_TYPES[:, 1]]
-    pairs = _flat_pairs(offsets, np.flatnonzero((sizes > 0) & (sizes <= _FLAT_PAIRS)))
+    sizes = counts[tables.types[:, 0]] * counts[tables.types[:, 1]]
+    pairs = _flat_pairs(offsets, np.flatnonzero((sizes > 0) & (sizes <= _FLAT_PAIRS)), tables.types)
     survivors = [pairs] if len(pairs[0]) <= _FEW_PAIRS else []  # few pairs: scoring them is cheapest
-    chunks = [] if survivors else [_screen_flat(keypoints, *pairs, min_paf_score)]
+    chunks = [] if survivors else [_screen_flat(keypoints, tables.channels, *pairs, min_paf_score)]
     for limb in np.flatnonzero(sizes > _FLAT_PAIRS):
-        rows_a, rows_b = (np.arange(offsets[t], offsets[t + 1]) for t in _LIMB_TYPES[limb])
-        chunks = itertools.chain(chunks, _screen_matrix(keypoints, limb, rows_a, rows_b, min_paf_score))
+        rows_a, rows_b = (np.arange(offsets[t], offsets[t + 1]) for t in tables.types[limb])
+        screened = _screen_matrix(keypoints, tables.channels, limb, rows_a, rows_b, min_paf_score)
+        chunks = itertools.chain(chunks, screened)
     survivors += [_screen_by_middle_samples(field, keypoints, *chunk, min_paf_score) for chunk in chunks]
     limb, a, b = (np.concatenate(column) for column in zip(*survivors))
     scores, valid = _score_limbs(field, keypoints, limb, a, b, min_paf_score)
@@ -249,115 +248,36 @@ def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score):
     return limb[valid][order], a[valid][order], b[valid][order], scores[valid][order]
 
 
-def _best_first(limb, scores):
-    """(N,) visiting order of the original's connections_nms: by limb, and within a limb as
-    `scores.argsort()[::-1]` (default kind) on that limb's scores in candidate order. One lexsort
-    gives that order where a limb's scores are distinct (descending order is then unique); a limb
-    with tied scores is sorted by the original's own call, whose tie order is its own.
-    limb: (N,) sorted; scores: (N,) float64."""
-    order = np.lexsort((-scores, limb))
-    tied = (np.diff(scores[order]) == 0) & (np.diff(limb[order]) == 0)
-    for part in np.unique(limb[order][1:][tied]).tolist():
-        start, stop = np.searchsorted(limb, [part, part + 1]).tolist()
-        order[start:stop] = start + scores[start:stop].argsort()[::-1]
-    return order
+def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=None, min_paf_score=0.05, schema=None):
+    """Original group_keypoints on the output of extract_peaks, for a keypoint schema (None: coco18).
 
-
-def _connection_nms(limb, a, b, scores, ids):
-    """Original connections_nms of every limb: best first, keep a connection when neither of its
-    keypoints is used yet in that limb. limb, a, b (rows of all_keypoints), scores: (N,) valid limbs
-    in candidate order; ids: (K,) list of keypoint ids by row. Returns, per limb, lists
-    (ids_a, ids_b, scores) of the kept connections, best first."""
-    order = _best_first(limb, scores)
-    kept = [([], [], []) for _ in BODY_PARTS_KPT_IDS]
-    used = set()  # (limb, 0, row a) and (limb, 1, row b)
-    for part, i, j, score in zip(limb[order].tolist(), a[order].tolist(), b[order].tolist(), scores[order].tolist()):
-        if (part, 0, i) not in used and (part, 1, j) not in used:
-            used.update(((part, 0, i), (part, 1, j)))
-            for column, value in zip(kept[part], (ids[i], ids[j], score)):
-                column.append(value)
-    return kept
-
-
-# ----------------------------------------------------------------------------------------------
-# Pose assembly (original group_keypoints, greedy part, one limb at a time)
-# ----------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache
-def _check_limb_order(limb_types, ear_limbs):
-    """The assembly finds "the pose holding keypoint i in slot t" by lookup instead of the original's
-    scan over all poses. That is exact when such a pose is unique, which the limb order guarantees:
-    a limb's slot b is filled by no earlier limb (so it was empty, and its ids are distinct
-    connection ends), and the ear limbs come last, on slots no other ear limb touches."""
-    ordinary, ears = limb_types[: len(limb_types) - len(ear_limbs)], [limb_types[limb] for limb in ear_limbs]
-    filled_late = [b for limb, (_, b) in enumerate(ordinary) if b in sum(ordinary[:limb], ())]
-    ears_last = sorted(ear_limbs) == list(range(len(ordinary), len(limb_types)))
-    if filled_late or not ears_last or len(set(sum(ears, ()))) < 2 * len(ears):
-        raise ValueError('limb order: a slot filled twice or after its use, or ear limbs not last on distinct slots')
-
-
-def _assemble(connections, kpt_scores):
-    """The original's greedy assembly. connections: per limb, lists (ids_a, ids_b, scores) best first;
-    kpt_scores: (K,) list of peak scores by id. An ordinary limb a -> b gives b and the scores to the
-    pose holding a in slot a, or starts a 2-keypoint pose; an ear limb only fills empty slots.
-    Returns (P, 20) float64 pose entries, in creation order. Float64 sums in the original's order."""
-    _check_limb_order(BODY_PARTS_KPT_IDS, EAR_LIMBS)
-    poses = []
-    holder = [{} for _ in range(NUM_KEYPOINTS)]  # per slot: keypoint id -> index of the pose holding it
-    for part_id, ((type_a, type_b), (ids_a, ids_b, scores)) in enumerate(zip(BODY_PARTS_KPT_IDS, connections)):
-        by_a, by_b = holder[type_a], holder[type_b]
-        if part_id in EAR_LIMBS:
-            for i, j in zip(ids_a, ids_b):
-                p, q = by_a.get(i), by_b.get(j)
-                if p is not None and poses[p][type_b] == -1:
-                    poses[p][type_b] = j
-                if q is not None and q != p and poses[q][type_a] == -1:
-                    poses[q][type_a] = i
-            continue
-        for i, j, score in zip(ids_a, ids_b, scores):
-            p = by_a.get(i)
-            if p is None:
-                pose = [-1.0] * POSE_ENTRY_SIZE
-                pose[type_a], pose[type_b], pose[-1], pose[-2] = i, j, 2, (kpt_scores[i] + kpt_scores[j]) + score
-                by_a[i] = p = len(poses)
-                poses.append(pose)
-            else:
-                pose = poses[p]
-                pose[type_b] = j
-                pose[-1] += 1
-                pose[-2] += kpt_scores[j] + score
-            by_b[j] = p
-    return np.array(poses, dtype=np.float64).reshape(-1, POSE_ENTRY_SIZE)
-
-
-def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=20, min_paf_score=0.05):
-    """Original group_keypoints on the output of extract_peaks.
-
-    all_keypoints: (K, 4) float64 [x, y, score, id] grouped by type; counts: (18,) per type;
-    pafs: (H, W, 38) float32 on the heatmap grid.
-    Returns (pose_entries (P, 20) float64 — [0:18] keypoint ids or -1, [18] score, [19]
-    keypoint count — and all_keypoints). P may be 0 (shape (0, 20); the original returns an
-    empty (0,) array there).
+    all_keypoints: (N, 4) float64 [x, y, score, id] grouped by type; counts: (K,) per type;
+    pafs: (H, W, 2 L) float32 on the heatmap grid.
+    Returns (pose_entries (P, K + 2) float64 — [0:K] keypoint ids or -1, [K] score, [K + 1]
+    keypoint count; coco18: (P, 20) — and all_keypoints). P may be 0 (shape (0, K + 2); the original
+    returns an empty (0,) array there).
     """
-    if pose_entry_size != POSE_ENTRY_SIZE:
-        raise ValueError(f'pose_entry_size must be {POSE_ENTRY_SIZE}, got {pose_entry_size}')
-    pafs = _check_pafs(pafs, None)
+    tables = limb_tables(schema)
+    entry_size = tables.num_keypoints + 2
+    if pose_entry_size not in (None, entry_size):
+        raise ValueError(f'pose_entry_size must be {entry_size}, got {pose_entry_size}')
+    pafs = _check_pafs(pafs, None, 2 * len(tables.types))
     all_keypoints = np.asarray(all_keypoints, dtype=np.float64).reshape(-1, 4)
     counts = np.asarray(counts, dtype=np.int64)
-    if counts.shape != (NUM_KEYPOINTS,) or counts.sum() != len(all_keypoints):
+    if counts.shape != (tables.num_keypoints,) or counts.sum() != len(all_keypoints):
         raise ValueError(
-            f'counts must have shape ({NUM_KEYPOINTS},) and sum to '
+            f'counts must have shape ({tables.num_keypoints},) and sum to '
             f'len(all_keypoints) = {len(all_keypoints)}, got {counts}'
         )
     offsets = np.concatenate([[0], np.cumsum(counts)])
     xy = all_keypoints[:, :2].astype(np.float32)
     rows = xy.astype(np.int64)
-    paf_at_kpt = pafs[rows[:, 1], rows[:, 0]]  # (K, 38)
+    paf_at_kpt = pafs[rows[:, 1], rows[:, 0]]  # (N, 2 L)
 
-    limb, a, b, scores = _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score)
+    limb, a, b, scores = _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score, tables)
     ids = all_keypoints[:, 3].astype(np.int64).tolist()  # = row index, as in the original
-    poses = _assemble(_connection_nms(limb, a, b, scores, ids), all_keypoints[:, 2].tolist())
+    connections = connection_nms(limb, a, b, scores, ids, len(tables.types))
+    poses = assemble(connections, all_keypoints[:, 2].tolist(), tables)
     count, score = poses[:, -1], poses[:, -2]
     dropped = (count < 3) | (score / np.where(count == 0, 1, count) < 0.2)
     return poses[~dropped], all_keypoints
@@ -369,9 +289,11 @@ def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=20, min_paf_sco
 
 
 def poses_from_entries(pose_entries, all_keypoints):
-    """(P, 20) pose entries + (K, 4) keypoints -> Poses (keypoints (P, 18, 3) float32)."""
-    pose_entries = np.asarray(pose_entries, dtype=np.float64).reshape(-1, POSE_ENTRY_SIZE)
-    ids = pose_entries[:, :NUM_KEYPOINTS].astype(np.int64)
+    """(P, K + 2) pose entries + (N, 4) keypoints -> Poses (keypoints (P, K, 3) float32)."""
+    all_keypoints = np.asarray(all_keypoints, dtype=np.float64).reshape(-1, 4)
+    pose_entries = np.asarray(pose_entries, dtype=np.float64)
+    pose_entries = pose_entries.reshape(-1, pose_entries.shape[-1] if pose_entries.size else POSE_ENTRY_SIZE)
+    ids = pose_entries[:, :-2].astype(np.int64)
     found = ids >= 0
     keypoints = np.full(ids.shape + (3,), -1, np.float32)
     keypoints[..., 2] = 0
@@ -381,36 +303,45 @@ def poses_from_entries(pose_entries, all_keypoints):
     )
 
 
-def decode(heatmaps, pafs, min_paf_score=0.05):
+def decode(heatmaps, pafs, min_paf_score=0.05, schema=None):
     """Decode one image's maps into people.
 
-    heatmaps: (H, W, 19) float32 (18 keypoints + background); pafs: (H, W, 38) float32, on the
-    same grid (the full-resolution maps of val.py, or the x4 maps of demo.py). Inputs are not
-    modified. Returns Poses with coordinates in pixels of that grid.
+    heatmaps: (H, W, K + 1) float32 (K keypoints + background; coco18: 19); pafs: (H, W, 2 L) float32,
+    on the same grid (the full-resolution maps of val.py, or the x4 maps of demo.py). schema: the
+    model's keypoint schema (None: coco18). Inputs are not modified. Returns Poses with coordinates in
+    pixels of that grid.
     """
-    heatmaps = check_heatmaps(heatmaps)
-    pafs = _check_pafs(pafs, heatmaps.shape[:2])
-    all_keypoints, counts = extract_peaks(heatmaps)
-    pose_entries, all_keypoints = group_keypoints(all_keypoints, counts, pafs, min_paf_score=min_paf_score)
+    tables = limb_tables(schema)
+    heatmaps = check_heatmaps(heatmaps, tables.num_keypoints)
+    pafs = _check_pafs(pafs, heatmaps.shape[:2], 2 * len(tables.types))
+    all_keypoints, counts = extract_peaks(heatmaps, tables.num_keypoints)
+    pose_entries, all_keypoints = group_keypoints(
+        all_keypoints, counts, pafs, min_paf_score=min_paf_score, schema=schema
+    )
+    if not len(pose_entries):
+        pose_entries = np.zeros((0, tables.num_keypoints + 2))
     return poses_from_entries(pose_entries, all_keypoints)
 
 
-def to_coco_keypoints(poses):
-    """val.py convert_to_coco_format on decoded poses.
+def to_coco_keypoints(poses, schema=None, dataset_names=COCO_KEYPOINT_NAMES):
+    """val.py convert_to_coco_format on decoded poses, for any schema.
 
-    Returns coco_keypoints (N, 51) float64 — COCO order (x + 0.5, y + 0.5, 1) per found
-    keypoint, (0, 0, 0) otherwise, the neck dropped — and scores (N,) float64 =
-    pose score * max(0, count - 1). Coordinates stay on the map grid.
+    Returns coco_keypoints (N, 3 D) float64 — the dataset's keypoint order (``dataset_names``, COCO's
+    17 by default), (x + 0.5, y + 0.5, 1) per found keypoint, (0, 0, 0) otherwise, derived keypoints
+    (coco18's neck) dropped — and scores (N,) float64 = pose score * max(0, count - 1). Coordinates
+    stay on the map grid.
     """
-    n = len(poses.scores)
-    internal = [k for k, coco in enumerate(INTERNAL_TO_COCO) if coco >= 0]
-    coco_index = [INTERNAL_TO_COCO[k] for k in internal]
-    kpts = poses.keypoints[:, internal, :].astype(np.float64)  # (N, 17, 3)
+    schema = schema or load_schema()
+    layout = schema.dataset_layout(dataset_names, 'the evaluation set')
+    n, size = len(poses.scores), len(dataset_names)
+    own = [k for k, index in enumerate(layout.direct) if index >= 0]
+    dataset_index = [layout.direct[k] for k in own]
+    kpts = poses.keypoints[:, own, :].astype(np.float64)  # (N, direct keypoints, 3)
     found = kpts[..., 0] >= 0
-    triples = np.zeros((n, 17, 3))
-    triples[:, coco_index, 0] = np.where(found, kpts[..., 0] + 0.5, 0)
-    triples[:, coco_index, 1] = np.where(found, kpts[..., 1] + 0.5, 0)
-    triples[:, coco_index, 2] = found
+    triples = np.zeros((n, size, 3))
+    triples[:, dataset_index, 0] = np.where(found, kpts[..., 0] + 0.5, 0)
+    triples[:, dataset_index, 1] = np.where(found, kpts[..., 1] + 0.5, 0)
+    triples[:, dataset_index, 2] = found
     counts = poses.num_keypoints.astype(np.float64)
     scores = poses.scores * np.maximum(0, counts - 1)
-    return triples.reshape(n, 51), scores
+    return triples.reshape(n, 3 * size), scores

@@ -18,16 +18,17 @@ BAND_ROWS = 16  # rows per band of the first, coarse pass (see _active_cells)
 _BELOW_THRESHOLD = np.nextafter(np.float32(PEAK_THRESHOLD), np.float32(0))
 
 
-def check_heatmaps(heatmaps):
+def check_heatmaps(heatmaps, num_keypoints=NUM_KEYPOINTS):
     heatmaps = np.asarray(heatmaps)
-    if heatmaps.ndim != 3 or heatmaps.shape[2] < NUM_KEYPOINTS:
+    if heatmaps.ndim != 3 or heatmaps.shape[2] < num_keypoints:
         raise ValueError(
-            f'heatmaps must have shape (H, W, C) with C >= {NUM_KEYPOINTS} (19 with background), got {heatmaps.shape}'
+            f'heatmaps must have shape (H, W, C) with C >= {num_keypoints} ({num_keypoints + 1} with background), '
+            f'got {heatmaps.shape}'
         )
     return np.asarray(heatmaps, dtype=np.float32)
 
 
-def _active_cells(heatmaps):
+def _active_cells(heatmaps, num_keypoints):
     """Where peaks can be: the cells (band, x, channel), a band being BAND_ROWS rows, of the 18 keypoint
     channels whose maximum (NaN ignored) reaches the threshold. Returns three (N,) int64 arrays.
 
@@ -47,13 +48,13 @@ def _active_cells(heatmaps):
     if full < h:
         np.greater_equal(np.fmax.reduce(rows[full:], axis=0), PEAK_THRESHOLD, out=active[-1])
     active = active.reshape(-1, w, c)
-    active[:, :, NUM_KEYPOINTS:] = False  # (contiguous: np.nonzero is several times faster than on a slice)
+    active[:, :, num_keypoints:] = False  # (contiguous: np.nonzero is several times faster than on a slice)
     cell, channel = np.divmod(np.flatnonzero(active), c)
     band, x = np.divmod(cell, w)
     return band, x, channel
 
 
-def _candidate_peaks(heatmaps):
+def _candidate_peaks(heatmaps, num_keypoints):
     """(y, x, channel), (N,) int64 each, of the pixels that are strict 4-neighbour maxima above the
     threshold, in no particular order.
 
@@ -65,7 +66,7 @@ def _candidate_peaks(heatmaps):
     """
     h, w, c = heatmaps.shape
     flat = heatmaps.reshape(-1)
-    band, x, channel = _active_cells(heatmaps)
+    band, x, channel = _active_cells(heatmaps, num_keypoints)
     # Each active cell's column with one row above and below, (BAND_ROWS + 2, N) (cells along the long
     # axis: neighbouring cells share cache lines). Rows outside the map read as -inf: row -1 of band 0
     # and rows >= h of the last bands; cells come in band order.
@@ -138,18 +139,18 @@ def _greedy_keep(num_peaks, earlier, later):
         earlier, later = earlier[still_open], later[still_open]
 
 
-def extract_peaks(heatmaps):
-    """Peaks of the 18 keypoint channels, as the original's extract_keypoints loop gives them.
+def extract_peaks(heatmaps, num_keypoints=NUM_KEYPOINTS):
+    """Peaks of the K keypoint channels (coco18: 18), as the original's extract_keypoints loop gives them.
 
-    heatmaps: (H, W, C) float32, C >= 18 (channel 18, the background, is ignored).
+    heatmaps: (H, W, C) float32, C >= K (channel K, the background, is ignored).
     Returns:
-      all_keypoints: (K, 4) float64 rows [x, y, score, id]; grouped by keypoint type 0..17,
+      all_keypoints: (N, 4) float64 rows [x, y, score, id]; grouped by keypoint type 0..K-1,
                      within a type in (x, y) order; id = row index (running across types).
-      counts:        (18,) int64 peaks per type.
+      counts:        (K,) int64 peaks per type.
     The input is not modified.
     """
-    heatmaps = np.ascontiguousarray(check_heatmaps(heatmaps))
-    y, x, channel = _candidate_peaks(heatmaps)
+    heatmaps = np.ascontiguousarray(check_heatmaps(heatmaps, num_keypoints))
+    y, x, channel = _candidate_peaks(heatmaps, num_keypoints)
     # Original order: row-major nonzero, then a stable sort by x, i.e. (x, y), per channel.
     order = np.lexsort((y, x, channel))
     channel, x, y = channel[order], x[order], y[order]
@@ -160,5 +161,5 @@ def extract_peaks(heatmaps):
     all_keypoints[:, 1] = y
     all_keypoints[:, 2] = heatmaps[y, x, channel]
     all_keypoints[:, 3] = np.arange(len(x))
-    counts = np.bincount(channel, minlength=NUM_KEYPOINTS)[:NUM_KEYPOINTS].astype(np.int64)
+    counts = np.bincount(channel, minlength=num_keypoints)[:num_keypoints].astype(np.int64)
     return all_keypoints, counts
