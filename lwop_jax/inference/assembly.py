@@ -85,7 +85,7 @@ def check_limb_order(limb_types, ear_limbs):
         raise ValueError('limb order: a slot filled twice or after its use, or ear limbs not last on distinct slots')
 
 
-def assemble(connections, kpt_scores, tables: LimbTables):
+def assemble(connections, kpt_scores, tables):
     """The original's greedy assembly. connections: per limb, lists (ids_a, ids_b, scores) best first;
     kpt_scores: (K,) list of peak scores by id. An ordinary limb a -> b gives b and the scores to the
     pose holding a in slot a, or starts a 2-keypoint pose; a completing limb only fills empty slots.

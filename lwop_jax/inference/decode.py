@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwop_jax.inference.assembly import LimbTables, assemble, connection_nms, limb_tables
+from lwop_jax.inference.assembly import assemble, connection_nms, limb_tables
 from lwop_jax.inference.peaks import check_heatmaps, extract_peaks
 from lwop_jax.schema import load_schema
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES
@@ -186,7 +186,7 @@ def _screen_by_middle_samples(field, keypoints, limb, a, b, failures, min_paf_sc
     return limb, a, b
 
 
-def _paf_pairs(pafs, tables: LimbTables):
+def _paf_pairs(pafs, tables):
     """A function (x (N,), y (N,), limb (N,)) -> the limb's PAF x and y at those pixels, (N,) float32
     each. When every limb's (x, y) channels are an aligned pair (2k, 2k + 1), both come from one
     8-byte gather: one random memory access instead of two."""
@@ -226,10 +226,11 @@ def _score_limbs(field, keypoints, limb, a, b, min_paf_score):
     return scores, (scores > 0) & (success_ratio > 0.8)
 
 
-def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score, tables: LimbTables):
+def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score, tables):
     """The original's valid candidate limbs, (limb, a, b, scores) (N,) each, in its order (limb, then
     b-major, a-minor). Pairs are screened (end samples, then middle samples), and the survivors
-    scored exactly; screening only drops pairs with 2 failed samples, which the original rejects."""
+    scored exactly; screening only drops pairs with 2 failed samples, which the original rejects.
+    tables: the schema's :class:`lwop_jax.inference.assembly.LimbTables`."""
     keypoints = (np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), paf_at_kpt)
     field = _paf_pairs(pafs, tables)
     counts = np.diff(offsets)
