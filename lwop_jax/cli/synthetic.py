@@ -8,10 +8,15 @@ import sys
 
 from lwop_jax import synthetic
 from lwop_jax.cli import common
+from lwop_jax.synthetic.dataset_skeleton import DEFAULT_SKELETON, shipped_skeletons
 from lwop_jax.synthetic.drawing import CLUTTER_SHAPES
 from lwop_jax.synthetic.scene import CROWD_PROBABILITY, MAX_PERSON_HEIGHT_TO_IMAGE, MIN_PERSON_HEIGHT
 
-DESCRIPTION = """Generate a synthetic COCO person-keypoints data set."""
+DESCRIPTION = """Generate a synthetic COCO person-keypoints data set.
+
+--skeleton chooses the category and its keypoints (names, order, body points): COCO's 17 by default, or
+a shipped or own dataset skeleton (lwop_jax/synthetic/dataset_skeleton.py describes the JSON file). The
+images do not depend on it."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument('--format', choices=('jpg', 'png'), default='jpg')
     parser.add_argument('--workers', type=int, default=1, help='rendering processes')
+    parser.add_argument(
+        '--skeleton',
+        default=DEFAULT_SKELETON,
+        metavar='NAME|FILE',
+        help=f'dataset skeleton: shipped {", ".join(shipped_skeletons())} or a .json file (default: %(default)s)',
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -70,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_person_height=args.max_person_height,
         people_inside=args.people_inside,
         clutter_shapes=tuple(args.clutter_shapes),
+        skeleton=args.skeleton,
     )
     print(path)
     return 0

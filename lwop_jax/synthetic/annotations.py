@@ -9,6 +9,9 @@ figure map, in depth order):
   (the nose of a person seen from the back);
 * v = 2: otherwise, i.e. the pixel under the keypoint shows a part the keypoint belongs to.
 
+The keypoints are those of a dataset skeleton (:mod:`~lwop_jax.synthetic.dataset_skeleton`; default
+COCO's 17), in its order.
+
 A crowd is one ``iscrowd`` 1 region (uncompressed RLE of its visible pixels, num_keypoints 0), as
 COCO does. OpenCV and NumPy.
 """
@@ -18,24 +21,19 @@ import math
 import cv2
 import numpy as np
 
-from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON, NUM_COCO_KEYPOINTS
-from lwop_jax.synthetic.body import KEYPOINT_PART_IDS
+from lwop_jax.skeleton import NUM_COCO_KEYPOINTS
+from lwop_jax.synthetic.dataset_skeleton import COCO17
 
-CATEGORY = {
-    'id': 1,
-    'name': 'person',
-    'supercategory': 'person',
-    'keypoints': list(COCO_KEYPOINT_NAMES),
-    'skeleton': [list(pair) for pair in COCO_SKELETON],
-}
+CATEGORY = COCO17.category  # the default data set's category: COCO's person keypoints
 
 
-def keypoint_flags(figure, label, figure_map, part_map, box, height, width):
-    """(17, 3) COCO [x, y, v] with honest flags read off the masks (see the module docstring)."""
+def keypoint_flags(figure, label, figure_map, part_map, box, height, width, skeleton=COCO17):
+    """(K, 3) [x, y, v] of the K keypoints of a dataset skeleton, in its order, with honest flags read off
+    the masks (see the module docstring)."""
     x0, y0 = box[:2]
-    owners = KEYPOINT_PART_IDS
+    indices, owners = skeleton.point_indices, skeleton.owners
     result = []
-    for k, (x, y) in enumerate(np.round(figure.keypoints, 2)):
+    for k, (x, y) in enumerate(np.round(figure.points[list(indices)], 2)):
         x, y = float(x), float(y)
         if not (0.0 <= x <= width - 1 and 0.0 <= y <= height - 1):
             result.append((0.0, 0.0, 0))
@@ -44,7 +42,7 @@ def keypoint_flags(figure, label, figure_map, part_map, box, height, width):
         visible = (
             figure_map[row, column] == label
             and part_map[row - y0, column - x0] in owners[k]
-            and not figure.faces_away[k]
+            and not (indices[k] < NUM_COCO_KEYPOINTS and figure.faces_away[indices[k]])  # a face point
         )
         result.append((x, y, 2 if visible else 1))
     return result
@@ -100,12 +98,12 @@ def person_annotation(image_id, keypoints, visible, box):
     }
 
 
-def crowd_annotation(image_id, region):
+def crowd_annotation(image_id, region, num_keypoints=NUM_COCO_KEYPOINTS):
     return {
         'image_id': image_id,
         'category_id': 1,
         'iscrowd': 1,
-        'keypoints': [0] * (3 * NUM_COCO_KEYPOINTS),
+        'keypoints': [0] * (3 * num_keypoints),
         'num_keypoints': 0,
         'bbox': mask_bbox(region),
         'area': int(region.sum()),

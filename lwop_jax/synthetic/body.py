@@ -205,9 +205,9 @@ LIMB_PARTS = tuple(
 PART_NAMES = ('torso', 'head') + tuple(part[0] for part in LIMB_PARTS)
 PART_ID = {name: index + 1 for index, name in enumerate(PART_NAMES)}  # 0 = background in part maps
 
-# The parts each keypoint belongs to: it is visible (v=2) when the top-most part of its own person
-# at its pixel is one of these. The torso owns no joint: a shoulder or hip seen through the torso
-# is hidden behind it.
+# The parts each COCO keypoint belongs to (dataset_skeleton.BODY_POINT_PARTS adds the extra points): it
+# is visible (v=2) when the top-most part of its own person at its pixel is one of these. The torso owns
+# no joint: a shoulder or hip seen through the torso is hidden behind it.
 KEYPOINT_PARTS = {
     **dict.fromkeys(FACE_POINTS, ('head',)),
     **{
@@ -223,7 +223,6 @@ KEYPOINT_PARTS = {
         )
     },
 }
-KEYPOINT_PART_IDS = tuple(tuple(PART_ID[part] for part in KEYPOINT_PARTS[name]) for name in COCO_KEYPOINT_NAMES)
 
 # Depth of the torso, neck and head relative to the limbs (units of height, + = nearer): limbs level
 # with the body centre are painted over the torso, and the head over the neck and torso.

@@ -14,7 +14,7 @@ import cv2
 from tqdm import tqdm
 
 from lwop_jax import atomic
-from lwop_jax.synthetic.annotations import CATEGORY
+from lwop_jax.synthetic.dataset_skeleton import load_skeleton
 from lwop_jax.synthetic.drawing import CLUTTER_SHAPES
 from lwop_jax.synthetic.scene import (
     CROWD_PROBABILITY,
@@ -80,6 +80,7 @@ def generate_dataset(
     max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
     people_inside=False,
     clutter_shapes=CLUTTER_SHAPES,
+    skeleton=None,
 ):
     """Write a COCO person-keypoints data set: ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``.
 
@@ -93,10 +94,16 @@ def generate_dataset(
         max_person_height: largest standing height, as a fraction of the image height.
         people_inside: keep every person wholly inside the image (default: some are cut by its border).
         clutter_shapes: (fewest, most) random background shapes per image.
+        skeleton: the category and its keypoints (names, order, body points): a shipped dataset skeleton's
+            name ('coco17', the default, COCO's person keypoints; 'figure'), a JSON file or a DatasetSkeleton
+            (lwop_jax.synthetic.dataset_skeleton). The images do not depend on it.
+    Raises:
+        SkeletonError (an InputFileError): a skeleton file that cannot be used (one line: file and field).
     Returns:
         pathlib.Path of the annotation JSON.
     """
     check_options(image_format, max_people, clutter_shapes, min_person_height, max_person_height, height)
+    skeleton = load_skeleton(skeleton)
     out_dir = pathlib.Path(out_dir)
     images_dir = out_dir / 'images'
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -113,11 +120,12 @@ def generate_dataset(
         max_person_height=max_person_height,
         people_inside=people_inside,
         clutter_shapes=tuple(clutter_shapes),
+        skeleton=skeleton,
     )
     with _rendered_images(render, num_images, workers) as results:
         if progress:
             results = _with_progress(results, num_images)
-        coco = _coco_dataset(seed, results)
+        coco = _coco_dataset(seed, results, skeleton.category)
     path = out_dir / 'annotations.json'
     atomic.write_bytes(path, json.dumps(coco, separators=(',', ':')).encode())
     return path
@@ -139,14 +147,14 @@ def _with_progress(results, num_images):
     return tqdm(results, total=num_images, desc='synthetic images', unit='img')
 
 
-def _coco_dataset(seed, results):
+def _coco_dataset(seed, results, category):
     """The COCO dict of the data set: image entries in order, annotations numbered from 1."""
     coco = {
         'info': {'description': f'lwop_jax synthetic people, seed {seed}', 'version': '1.0'},
         'licenses': [],
         'images': [],
         'annotations': [],
-        'categories': [CATEGORY],
+        'categories': [category],
     }
     for entry, annotations in results:
         coco['images'].append(entry)

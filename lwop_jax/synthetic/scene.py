@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from lwop_jax.synthetic.annotations import crowd_annotation, keypoint_flags, person_annotation
+from lwop_jax.synthetic.dataset_skeleton import load_skeleton
 from lwop_jax.synthetic.drawing import CLUTTER_SHAPES, apply_camera_effects, draw_background, draw_figure, draw_part_map
 from lwop_jax.synthetic.figure import make_figure
 
@@ -143,8 +144,13 @@ def render_image(
     max_person_height=MAX_PERSON_HEIGHT_TO_IMAGE,
     people_inside=False,
     clutter_shapes=CLUTTER_SHAPES,
+    skeleton=None,
 ):
     """Render image ``index`` of the data set of ``seed``.
+
+    ``skeleton`` (a :class:`~lwop_jax.synthetic.dataset_skeleton.DatasetSkeleton`, a shipped one's name or
+    a JSON file; None: COCO's 17 keypoints) chooses the keypoints annotated, not the image: every skeleton
+    gives the same image, people and flags of the body points they share.
 
     Returns:
         (image_bgr (H, W, 3) uint8, annotations) where annotations are COCO dicts without 'id'
@@ -152,9 +158,11 @@ def render_image(
         With ``debug``, a third value: {'figures': per drawn person in draw order, a dict with
         'own_mask' (H, W) bool (all its pixels), 'visible_mask' (not covered by a later person),
         'part_map' (H, W) uint8 (PART_ID of its top-most part per pixel), 'faces_away' (17,) bool,
-        'pose' (the sampled angles), 'annotation_index' (into annotations, None if too small);
+        'pose' (the sampled angles), 'annotation_index' (into annotations, None if too small),
+        'points' (body.POINT_INDEX rows, 2) float pixels of every body point, inside the image or not;
         'crowd_mask': (H, W) bool visible crowd region or None; 'figure_map': (H, W) uint8}.
     """
+    skeleton = load_skeleton(skeleton)
     rng = image_rng(seed, index)
     image_id = index + 1
     image = draw_background(rng, height, width, clutter_shapes)
@@ -167,11 +175,11 @@ def render_image(
     drawn = _draw_people(image, figure_map, figures, light)
     image = apply_camera_effects(rng, image)
 
-    annotations, annotation_indices = _annotate_people(image_id, drawn, figure_map)
+    annotations, annotation_indices = _annotate_people(image_id, drawn, figure_map, skeleton)
     crowd_region = figure_map == CROWD_LABEL
     has_crowd = bool(crowd_region.any())
     if has_crowd:
-        annotations.append(crowd_annotation(image_id, crowd_region))
+        annotations.append(crowd_annotation(image_id, crowd_region, skeleton.num_keypoints))
     if not debug:
         return image, annotations
     return image, annotations, _debug_info(drawn, annotation_indices, figure_map, crowd_region if has_crowd else None)
@@ -196,7 +204,7 @@ def _draw_people(image, figure_map, figures, light):
     return drawn
 
 
-def _annotate_people(image_id, drawn, figure_map):
+def _annotate_people(image_id, drawn, figure_map, skeleton):
     """(annotations of the drawn people big enough to annotate, index into them of each drawn person
     or None)."""
     height, width = figure_map.shape
@@ -207,7 +215,7 @@ def _annotate_people(image_id, drawn, figure_map):
         if visible.sum() < MIN_ANNOTATED_AREA:
             annotation_indices.append(None)
             continue
-        keypoints = keypoint_flags(figure, label, figure_map, part_map, box, height, width)
+        keypoints = keypoint_flags(figure, label, figure_map, part_map, box, height, width, skeleton)
         annotation_indices.append(len(annotations))
         annotations.append(person_annotation(image_id, keypoints, visible, box))
     return annotations, annotation_indices
@@ -227,6 +235,7 @@ def _debug_info(drawn, annotation_indices, figure_map, crowd_region):
                 'faces_away': figure.faces_away.copy(),
                 'pose': dict(figure.pose),
                 'annotation_index': annotation_index,
+                'points': figure.points.copy(),
             }
         )
     return {'figures': figures, 'crowd_mask': crowd_region, 'figure_map': figure_map}
