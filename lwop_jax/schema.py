@@ -167,7 +167,7 @@ def load_schema(name_or_path: str | pathlib.Path | None = None) -> KeypointSchem
     """A shipped schema by name (``coco18``, ``coco17``; None: coco18) or a schema JSON file."""
     name_or_path = DEFAULT_SCHEMA if name_or_path is None else name_or_path
     path = pathlib.Path(name_or_path)
-    if path.suffix != '.json' and not path.exists():
+    if path.suffix != '.json' and not path.is_file():  # a name, not a file (a folder of that name aside)
         path = SCHEMA_FOLDER / f'{name_or_path}.json'
         if not path.is_file():
             shipped = ', '.join(sorted(p.stem for p in SCHEMA_FOLDER.glob('*.json')))

@@ -21,6 +21,7 @@ from lwop_jax.checkpoints import metadata
 from lwop_jax.checkpoints.openvino_ir import export_openvino  # here too: export's public API
 from lwop_jax.model.layers import BatchNorm2d, Conv2d, Sequential
 from lwop_jax.model.posenet import PoseNet
+from lwop_jax.schema import load_schema
 
 
 class Identity(nnx.Module):
@@ -117,6 +118,8 @@ def export_onnx(
         raise ValueError(f'export_onnx writes fp32 or bf16 models; int8 is quantize.quantize_onnx, not {precision}')
     path = pathlib.Path(path)
     proto = metadata.tag_onnx(to_onnx_model(model, input_size, dynamic=dynamic), precision)
+    schema = getattr(model, 'keypoint_schema', None) or load_schema()  # a model without one is the original's
+    metadata.tag_onnx_schema(proto, schema.to_json())
     atomic.write_bytes(path, proto.SerializeToString())
     return path
 

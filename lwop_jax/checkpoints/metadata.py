@@ -90,3 +90,48 @@ __all__ = [
     'openvino_precision',
     'openvino_quantization',
 ]
+
+
+# ----------------------------------------------------------------------------------- keypoint schema
+# The model's keypoint schema (lwop_jax.schema, as its JSON object) travels in the same places.
+SCHEMA_KEY = 'lwop_jax.keypoint_schema'
+OPENVINO_SCHEMA_PATH = ['lwop_jax', 'keypoint_schema']
+OPENVINO_FRAMEWORK_SCHEMA_PATH = ['framework', SCHEMA_KEY]
+
+
+def tag_onnx_schema(proto, schema_json: dict):
+    """Writes the keypoint schema (its JSON object) into an ONNX ModelProto's metadata_props; returns it."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != SCHEMA_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (SCHEMA_KEY, json.dumps(schema_json))]:
+        proto.metadata_props.add(key=key, value=value)
+    return proto
+
+
+def tag_openvino_schema(model, schema_json: dict):
+    """Writes the keypoint schema into an openvino.Model's rt_info; returns the model."""
+    model.set_rt_info(json.dumps(schema_json), OPENVINO_SCHEMA_PATH)
+    return model
+
+
+def onnx_schema(metadata: dict) -> dict | None:
+    """The keypoint schema's JSON object in an ONNX file's metadata (ORT's ``custom_metadata_map``), or None
+    (a file written before schemas, or by another tool: coco18)."""
+    text = metadata.get(SCHEMA_KEY)
+    return None if text is None else _json_or_text(text)
+
+
+def openvino_schema(model) -> dict | None:
+    """The keypoint schema's JSON object in an openvino.Model's rt_info (ours, else an ONNX file's), or None."""
+    for path in (OPENVINO_SCHEMA_PATH, OPENVINO_FRAMEWORK_SCHEMA_PATH):
+        if model.has_rt_info(path):
+            return _json_or_text(str(model.get_rt_info(path).astype(str)))
+    return None
+
+
+def _json_or_text(text: str):
+    # Damaged JSON comes back as the text itself; the schema check then names the file and the problem.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -22,6 +22,9 @@ def export_openvino(onnx_path, output_dir, input_size=None, precision: str | Non
     onnx_path = pathlib.Path(onnx_path)
     model = ov.convert_model(str(onnx_path))
     metadata.tag_openvino(model, precision or metadata.openvino_precision(model) or metadata.DEFAULT_PRECISION)
+    schema = metadata.openvino_schema(model)  # the ONNX file's, read into rt_info['framework']
+    if schema is not None:
+        metadata.tag_openvino_schema(model, schema)
     if input_size is not None:
         model.reshape({'data': ov.PartialShape([-1, 3, *input_size])})
     return save_openvino(model, pathlib.Path(output_dir) / f'{onnx_path.stem}.xml')

@@ -32,6 +32,7 @@ def model_meta(model: PoseNet, **extra) -> dict:
         'version': FORMAT_VERSION,
         'num_refinement_stages': model.num_refinement_stages,
         **model_size(model),
+        'keypoint_schema': (getattr(model, 'keypoint_schema', None) or load_schema()).to_json(),
         **extra,
     }
 

@@ -118,6 +118,9 @@ def quantize_onnx(fp32_path, output_path, inputs, keep_fp32: list[str], record: 
             # small, and in ORT 1.32 that option drops the collected ranges instead of merging them.
         )
         proto = metadata.tag_onnx(onnx.load(str(quantized)), 'int8', record)
+        schema = metadata.onnx_schema({p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props})
+        if schema is not None:  # the quantizer writes a new graph without the original's metadata
+            metadata.tag_onnx_schema(proto, schema)
     atomic.write_bytes(output_path, proto.SerializeToString())
     return output_path
 
@@ -141,6 +144,9 @@ def quantize_openvino(fp32_onnx, output_xml, inputs, keep_fp32: list[str], recor
         subset_size=len(inputs),
         ignored_scope=ignored,
     )
+    schema = metadata.openvino_schema(model)
+    if schema is not None:
+        metadata.tag_openvino_schema(quantized, schema)
     return save_openvino(metadata.tag_openvino(quantized, 'int8', record), output_xml)
 
 

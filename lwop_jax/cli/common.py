@@ -25,8 +25,8 @@ from lwop_jax.inference.backends import BACKENDS
 def add_model_source_arguments(
     parser: argparse.ArgumentParser, *, default: str | None = None, required: bool = False
 ) -> None:
-    """--checkpoint-path, --backend, --threads, --num-refinement-stages, --precision: where the model comes
-    from and what runs it (infer, evaluate)."""
+    """--checkpoint-path, --backend, --threads, --num-refinement-stages, --precision, --keypoint-schema: where
+    the model comes from and what runs it (infer, evaluate)."""
     default_note = f" (default {default}: the original's checkpoint, downloaded and cached once)" if default else ''
     parser.add_argument(
         '--checkpoint-path',
@@ -45,6 +45,12 @@ def add_model_source_arguments(
         parser,
         'compute precision (default: the one the model file was made for, fp32 if untagged): bf16 is '
         "OpenVINO's precision hint (fp32 with a warning on a CPU without bf16), int8 needs a quantized file",
+    )
+    parser.add_argument(
+        '--keypoint-schema',
+        metavar='NAME|FILE',
+        help='keypoint schema of the model (coco18, coco17, figure or a schema .json); default: the one the '
+        'model file carries (coco18 for files without one, such as the original .pth)',
     )
 
 

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         num_refinement_stages=args.num_refinement_stages,
         precision=args.precision,
+        keypoint_schema=args.keypoint_schema,
     )
     if args.compare:
         return compare(args, backend, dataset)
@@ -159,6 +160,7 @@ def compare(args: argparse.Namespace, backend, dataset) -> int:
         threads=args.threads,
         num_refinement_stages=args.num_refinement_stages,
         precision=args.compare_precision,
+        keypoint_schema=args.keypoint_schema,
     )
     present, _ = coco_eval.locate_images(
         dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing

@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         smooth=bool(args.smooth),
         num_refinement_stages=args.num_refinement_stages,
         precision=args.precision,
+        keypoint_schema=args.keypoint_schema,
     )
-    print(f'model {args.checkpoint_path}: {estimator.backend_name}, {estimator.precision}')
+    print(f'model {args.checkpoint_path}: {estimator.backend_name}, {estimator.precision}, {estimator.schema.name}')
     payload = runs.json_header(estimator, args.checkpoint_path, args.height_size)
     if args.images:
         payload['images'], failed = runs.run_images(estimator, args.images, args.output_dir, args.show)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from lwop_jax import atomic
 from lwop_jax.errors import InputFileError
 from lwop_jax.evaluation.detect import MULTISCALE, coco_results, detect_poses
+from lwop_jax.evaluation.sigmas import keypoint_category_names, schema_sigmas
 from lwop_jax.inference.backends import JaxBackend
 from lwop_jax.inference.preprocess import STRIDE, VAL_BASE_HEIGHT
 from lwop_jax.inference.results import draw_poses
@@ -134,11 +135,14 @@ def select_images(dataset, image_ids=None, max_images=None) -> list:
 # ----------------------------------------------------------------------------------------------
 
 
-def coco_keypoint_stats(dataset, detections, image_ids) -> tuple[dict, str, str | None]:
+def coco_keypoint_stats(dataset, detections, image_ids, schema=None) -> tuple[dict, str, str | None]:
     """COCOeval keypoints on the given images. Returns (stats by name, summary table, note).
 
+    With a keypoint ``schema`` other than the original's, OKS uses its sigmas over the dataset's keypoints
+    that it predicts; the dataset keypoints it does not predict are left out of the ground truth.
     pycocotools prints as it goes; that output is captured, so the caller decides what is shown.
     """
+    sigmas, dataset = schema_sigmas(schema, dataset)
     from pycocotools.coco import COCO  # the [eval] extra: only scoring needs it
     from pycocotools.cocoeval import COCOeval
 
@@ -149,6 +153,8 @@ def coco_keypoint_stats(dataset, detections, image_ids) -> tuple[dict, str, str 
         ground_truth.createIndex()
         results = _results_api(ground_truth, detections)
         evaluator = COCOeval(ground_truth, results, 'keypoints')
+        if sigmas is not None:
+            evaluator.params.kpt_oks_sigmas = sigmas
         evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
@@ -205,9 +211,9 @@ def _progress(total, enabled):
     return tqdm(total=total, unit='img', desc='evaluating', disable=not enabled, dynamic_ncols=True)
 
 
-def _save_visualization(image, poses, file_name, visualize_dir):
+def _save_visualization(image, poses, file_name, visualize_dir, schema=None):
     target = pathlib.Path(visualize_dir) / pathlib.Path(file_name).name
-    if not cv2.imwrite(str(target), draw_poses(image, poses.keypoints)):
+    if not cv2.imwrite(str(target), draw_poses(image, poses.keypoints, schema=schema)):
         raise OSError(f'{target}: cannot write the visualization')
 
 
@@ -219,10 +225,12 @@ def as_dataset(annotations_json) -> dict:
     return load_annotations(annotations_json)
 
 
-def score_images(dataset, present, missing, poses_of, *, progress=False, visualize_dir=None) -> EvalResult:
+def score_images(dataset, present, missing, poses_of, *, progress=False, visualize_dir=None, schema=None) -> EvalResult:
     """Detections of ``poses_of(image, image_entry) -> decode.Poses`` on each readable image of
-    ``present`` (unreadable ones are skipped and listed), scored with COCOeval over those images."""
+    ``present`` (unreadable ones are skipped and listed), scored with COCOeval over those images.
+    schema: the keypoint schema of the poses (None: coco18)."""
     category_id = keypoint_category_id(dataset)
+    names = keypoint_category_names(dataset)
     if visualize_dir is not None:
         os.makedirs(visualize_dir, exist_ok=True)
     detections, evaluated, unreadable = [], [], []
@@ -234,15 +242,15 @@ def score_images(dataset, present, missing, poses_of, *, progress=False, visuali
                 unreadable.append(str(path))
             else:
                 poses = poses_of(image, image_entry)
-                detections.extend(coco_results(poses, image_entry['id'], category_id))
+                detections.extend(coco_results(poses, image_entry['id'], category_id, schema, names))
                 evaluated.append(image_entry['id'])
                 if visualize_dir is not None:
-                    _save_visualization(image, poses, image_entry['file_name'], visualize_dir)
+                    _save_visualization(image, poses, image_entry['file_name'], visualize_dir, schema)
             bar.update()
     seconds = time.perf_counter() - start
     if not evaluated:
         raise InputFileError(f'no image could be evaluated ({len(missing)} missing, {len(unreadable)} unreadable)')
-    stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated)
+    stats, summary, note = coco_keypoint_stats(dataset, detections, evaluated, schema)
     return EvalResult(
         stats=stats,
         detections=detections,
@@ -279,13 +287,15 @@ def evaluate_backend(
     """
     dataset = as_dataset(annotations_json)
     present, missing = locate_images(dataset, images_dir, image_ids, max_images, skip_missing)
+    schema = getattr(backend, 'keypoint_schema', None)
     return score_images(
         dataset,
         present,
         missing,
-        lambda image, _: detect_poses(backend, image, base_height, scales, flip),
+        lambda image, _: detect_poses(backend, image, base_height, scales, flip, schema=schema),
         progress=progress,
         visualize_dir=visualize_dir,
+        schema=schema,
     )
 
 

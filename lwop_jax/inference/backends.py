@@ -24,6 +24,7 @@ from lwop_jax.checkpoints import hub, metadata
 from lwop_jax.errors import FetchError, ModelFileError
 from lwop_jax.inference import precision as precisions
 from lwop_jax.paths import cache_dir
+from lwop_jax.schema import KeypointSchema, load_schema, schema_from_json
 
 ONNX_SUFFIXES = ('.onnx',)
 OPENVINO_SUFFIXES = ('.xml',)
@@ -54,7 +55,7 @@ class OnnxRuntimeBackend:
 
     name = 'onnxruntime'
 
-    def __init__(self, path, threads: int | None = None, precision: str | None = None):
+    def __init__(self, path, threads: int | None = None, precision: str | None = None, keypoint_schema=None):
         options = ort.SessionOptions()
         # No busy-waiting between runs: pre-processing and decoding run between network calls and
         # would otherwise compete with ORT's idle threads spinning on the same cores.
@@ -66,10 +67,14 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise ModelFileError(f'{path}: ONNX Runtime cannot load this model ({exc})') from exc
-        tag = metadata.onnx_precision(self.session.get_modelmeta().custom_metadata_map)
-        self.precision = precisions.resolve(path, self.name, precision, tag)
+        file_metadata = self.session.get_modelmeta().custom_metadata_map
+        self.precision = precisions.resolve(path, self.name, precision, metadata.onnx_precision(file_metadata))
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = list(_last_stage_names([o.name for o in self.session.get_outputs()]))
+        channels = {o.name: o.shape[1] for o in self.session.get_outputs()}
+        self.keypoint_schema = model_schema(
+            path, metadata.onnx_schema(file_metadata), [channels[name] for name in self.outputs], keypoint_schema
+        )
 
     def __call__(self, images):
         heatmaps, pafs = self.session.run(self.outputs, {self.input_name: _to_nchw(images)})
@@ -83,7 +88,9 @@ class OpenVinoBackend:
 
     name = 'openvino'
 
-    def __init__(self, path, threads: int | None = None, device: str = 'CPU', precision: str | None = None):
+    def __init__(
+        self, path, threads: int | None = None, device: str = 'CPU', precision: str | None = None, keypoint_schema=None
+    ):
         import openvino as ov  # the [openvino] extra
 
         core = ov.Core()
@@ -110,6 +117,13 @@ class OpenVinoBackend:
         heatmaps, pafs = _last_stage_names(names)
         self.outputs = [self.compiled.outputs[names.index(heatmaps)], self.compiled.outputs[names.index(pafs)]]
         self.request = self.compiled.create_infer_request()
+        channels = [output.get_partial_shape()[1] for output in self.outputs]
+        self.keypoint_schema = model_schema(
+            path,
+            metadata.openvino_schema(model),
+            [c.get_length() if c.is_static else None for c in channels],
+            keypoint_schema,
+        )
 
     def __call__(self, images):
         result = self.request.infer({0: _to_nchw(images)})
@@ -121,7 +135,13 @@ class JaxBackend:
 
     name = 'jax'
 
-    def __init__(self, model_or_path, num_refinement_stages: int | None = None, precision: str | None = None):
+    def __init__(
+        self,
+        model_or_path,
+        num_refinement_stages: int | None = None,
+        precision: str | None = None,
+        keypoint_schema=None,
+    ):
         self.precision = precisions.resolve(model_or_path, self.name, precision, None)
         # The [jax] extra; the ONNX Runtime and OpenVINO paths never load it.
         import jax
@@ -134,6 +154,12 @@ class JaxBackend:
         else:
             model = model_or_path
         self.model = model
+        self.keypoint_schema = model_schema(
+            model_or_path,
+            getattr(model, 'keypoint_schema', None) or load_schema(),
+            [model.num_heatmaps, model.num_pafs],
+            keypoint_schema,
+        )
         # Weights are an argument, not constants baked into the program: compiling stays fast and
         # one compiled function serves any weights of the same architecture (e.g. during training).
         graphdef, self.state = nnx.split(model)
@@ -142,6 +168,25 @@ class JaxBackend:
     def __call__(self, images):
         heatmaps, pafs = self._forward(self.state, np.asarray(images, np.float32))
         return np.asarray(heatmaps), np.asarray(pafs)
+
+
+def model_schema(path, stored, head_channels, override=None) -> KeypointSchema:
+    """The keypoint schema a model runs with: ``override`` (a KeypointSchema, a shipped name or a schema file)
+    or the one its file stores (``stored``: a KeypointSchema or its JSON object; None: coco18, the original's),
+    checked against the file's head channels [heatmaps, PAFs] (None where the file leaves them open)."""
+    if override is not None:
+        schema = override if isinstance(override, KeypointSchema) else load_schema(override)
+    elif stored is None:
+        schema = load_schema()
+    else:
+        schema = stored if isinstance(stored, KeypointSchema) else schema_from_json(stored, f'{path} (keypoint schema)')
+    wanted = [schema.num_heatmaps, schema.num_pafs]
+    if any(isinstance(have, int) and have != want for have, want in zip(head_channels, wanted)):
+        raise ModelFileError(
+            f'{path}: its heads ({head_channels[0]} heatmaps, {head_channels[1]} PAFs) do not fit the keypoint '
+            f'schema {schema.name!r} ({wanted[0]} heatmaps, {wanted[1]} PAFs)'
+        )
+    return schema
 
 
 BACKENDS = {cls.name: cls for cls in (OnnxRuntimeBackend, OpenVinoBackend, JaxBackend)}
@@ -189,10 +234,12 @@ def load_backend(
     threads: int | None = None,
     num_refinement_stages: int | None = None,
     precision: str | None = None,
+    keypoint_schema=None,
 ):
     """Opens ``path`` (.onnx, .xml, torch .pth, orbax folder, or a published model's name) with ``backend``
     (default: by file type) at ``precision`` (fp32, bf16, int8; None: the file's tag, else fp32); the
-    backend's ``precision`` attribute says what it runs at."""
+    backend's ``precision`` attribute says what it runs at, its ``keypoint_schema`` the model's keypoints
+    (the file's; ``keypoint_schema``, a KeypointSchema, a shipped name or a schema file, overrides it)."""
     path = resolve_model_path(path)
     backend = backend or default_backend_for(path)
     if backend not in BACKENDS:
@@ -204,10 +251,10 @@ def load_backend(
                 f'{path}: the JAX backend needs a torch checkpoint or an orbax folder, not an exported graph'
             )
         precisions.resolve(path, backend, precision, None)  # before loading: a refusal costs nothing
-        return JaxBackend(path, num_refinement_stages, precision)
+        return JaxBackend(path, num_refinement_stages, precision, keypoint_schema)
     if not is_graph:
         path = converted_onnx(path, num_refinement_stages)
     elif backend == 'onnxruntime' and path.suffix.lower() in OPENVINO_SUFFIXES:
         raise ModelFileError(f'{path}: ONNX Runtime cannot read OpenVINO IR; use --backend openvino')
     runtime = OnnxRuntimeBackend if backend == 'onnxruntime' else OpenVinoBackend
-    return runtime(path, threads=threads, precision=precision)
+    return runtime(path, threads=threads, precision=precision, keypoint_schema=keypoint_schema)

@@ -24,6 +24,7 @@ from lwop_jax.inference.backends import load_backend
 from lwop_jax.inference.media import as_bgr8
 from lwop_jax.inference.results import PoseResult
 from lwop_jax.inference.tracking import PoseTracker
+from lwop_jax.schema import KeypointSchema
 
 # A very wide (or very short) image is resized to the net height, so its width grows by
 # net_height / H; above this many network-input pixels per row it would need gigabytes.
@@ -49,6 +50,8 @@ class PoseEstimator:
     precision:      'fp32', 'bf16' or 'int8' (None: the model file's tag, else fp32). bf16 is OpenVINO's
                     precision hint (fp32 with a warning on a CPU without bf16); int8 needs a quantized file
                     (``lwop convert --precision int8``). See :mod:`lwop_jax.inference.precision`.
+    keypoint_schema: overrides the keypoint schema the model file carries (a KeypointSchema, a shipped name
+                    or a schema file); needed only for a file written without one that is not coco18.
     """
 
     def __init__(
@@ -62,9 +65,15 @@ class PoseEstimator:
         smooth: bool = False,
         num_refinement_stages: int | None = None,
         precision: str | None = None,
+        keypoint_schema=None,
     ):
         self.backend = load_backend(
-            path, backend, threads=threads, num_refinement_stages=num_refinement_stages, precision=precision
+            path,
+            backend,
+            threads=threads,
+            num_refinement_stages=num_refinement_stages,
+            precision=precision,
+            keypoint_schema=keypoint_schema,
         )
         self.net_height = int(net_height)
         self.upsample_ratio = int(upsample_ratio)
@@ -73,6 +82,11 @@ class PoseEstimator:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    @property
+    def schema(self) -> KeypointSchema:
+        """The model's keypoint schema: names, limbs and sigmas of what it finds."""
+        return self.backend.keypoint_schema
 
     @property
     def precision(self) -> str:
@@ -100,19 +114,21 @@ class PoseEstimator:
         return preprocess.preprocess_demo(image, net_height=self.net_height)
 
     def run(self, batch: np.ndarray):
-        """(N, Hp, Wp, 3) -> last-stage (heatmaps (N, h, w, 19), pafs (N, h, w, 38))."""
+        """(N, Hp, Wp, 3) -> last-stage (heatmaps (N, h, w, K + 1), pafs (N, h, w, 2 L)); coco18: 19, 38."""
         return self.backend(batch)
 
     def postprocess(self, heatmaps: np.ndarray, pafs: np.ndarray, geometry) -> PoseResult:
-        """One image's maps (h, w, 19), (h, w, 38) -> PoseResult in image pixels (untracked)."""
+        """One image's maps (h, w, K + 1), (h, w, 2 L) -> PoseResult in image pixels (untracked)."""
         heatmaps = preprocess.upsample_demo_maps(heatmaps, self.upsample_ratio)
         pafs = preprocess.upsample_demo_maps(pafs, self.upsample_ratio)
-        poses = decoder.decode(heatmaps, pafs)
+        poses = decoder.decode(heatmaps, pafs, schema=self.schema)
         keypoints = poses.keypoints.copy()
         found = keypoints[..., 2] > 0
         xy = preprocess.demo_keypoints_to_image(keypoints[..., :2], geometry, upsample_ratio=self.upsample_ratio)
         keypoints[..., :2] = np.where(found[..., None], xy, -1)
-        return PoseResult.from_keypoints(keypoints, poses.scores, geometry.image_hw, num_keypoints=poses.num_keypoints)
+        return PoseResult.from_keypoints(
+            keypoints, poses.scores, geometry.image_hw, num_keypoints=poses.num_keypoints, schema=self.schema
+        )
 
     # -- public calls ---------------------------------------------------------------------------
 
@@ -133,7 +149,7 @@ class PoseEstimator:
         by_shape = defaultdict(list)
         for index, (batch, _) in enumerate(prepared):
             by_shape[batch.shape].append(index)
-        results: list[PoseResult] = [PoseResult.empty((0, 0))] * len(prepared)  # every slot is set below
+        results: list[PoseResult] = [PoseResult.empty((0, 0), self.schema)] * len(prepared)  # every slot is set below
         for indices in by_shape.values():
             for start in range(0, len(indices), max_batch_size):
                 chunk = indices[start : start + max_batch_size]

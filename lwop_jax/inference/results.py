@@ -1,8 +1,9 @@
 """Typed pose results in image pixels, their export formats (COCO, OpenPose, JSON) and drawing.
 
 A :class:`PoseResult` holds the people found in one image, in the original's order (the decoder's
-pose order). Keypoints are in the internal 18-point order of :mod:`lwop_jax.skeleton` (COCO-18,
-the order OpenPose's COCO model uses too), x and y in pixels of the image that was passed in.
+pose order). Keypoints are in the order of the model's keypoint schema (:mod:`lwop_jax.schema`; coco18,
+the original's 18 points and the order OpenPose's COCO model uses too, by default), x and y in pixels of
+the image that was passed in.
 
 CPU inference path: NumPy, OpenCV and the standard library only.
 """
@@ -15,7 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lwop_jax.skeleton import DRAW_LIMBS, INTERNAL_TO_COCO, KEYPOINT_NAMES, NUM_KEYPOINTS, POSE_COLOR
+from lwop_jax.schema import KeypointSchema, load_schema
+from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, NUM_KEYPOINTS
 
 MISSING = (-1.0, -1.0, 0.0)  # a keypoint that was not found: x, y, score
 BOX_COLOR = (0, 255, 0)  # the original demo's colours (BGR)
@@ -34,13 +36,13 @@ def found_mask(keypoints: np.ndarray) -> np.ndarray:
 
 
 def bounding_boxes(keypoints: np.ndarray) -> np.ndarray:
-    """(N, 18, 3) keypoints -> (N, 4) int64 boxes x, y, w, h of the found keypoints.
+    """(N, K, 3) keypoints -> (N, 4) int64 boxes x, y, w, h of the found keypoints.
 
     Same numbers as the original's ``cv2.boundingRect`` of the int()-truncated keypoints:
     x = min, w = max - min + 1 (so a single point has w = h = 1). A pose without found keypoints
     gets (0, 0, 0, 0), as boundingRect of an empty set.
     """
-    keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)
+    keypoints = _persons(keypoints, np.float64)
     found = found_mask(keypoints)
     xy = np.trunc(keypoints[..., :2]).astype(np.int64)  # int(), as the original demo
     big = np.iinfo(np.int64).max
@@ -55,7 +57,7 @@ def bounding_boxes(keypoints: np.ndarray) -> np.ndarray:
 class PoseResult:
     """People found in one image.
 
-    keypoints:     (N, 18, 3) float32, internal order; x, y in image pixels and the heatmap peak
+    keypoints:     (N, K, 3) float32, the schema's order; x, y in image pixels and the heatmap peak
                    score; a missing keypoint is (-1, -1, 0).
     scores:        (N,) float64, the original ``pose_entries[n][18]`` (keypoint + limb scores).
     num_keypoints: (N,) int64, the original ``pose_entries[n][19]`` (ears added through the
@@ -64,6 +66,7 @@ class PoseResult:
     track_ids:     (N,) int64 when tracked, else None.
     image_size:    (height, width) of the image.
     track_state:   the tracker's memory for the next frame (see :mod:`lwop_jax.inference.tracking`).
+    schema:        the keypoint schema of the model that found them (names, limbs, sigmas).
     """
 
     keypoints: np.ndarray
@@ -73,13 +76,15 @@ class PoseResult:
     image_size: tuple
     track_ids: np.ndarray | None = None
     track_state: Any = field(default=None, repr=False, compare=False)
+    schema: KeypointSchema = field(default_factory=load_schema, repr=False, compare=False)
 
     @classmethod
     def from_keypoints(
-        cls, keypoints, scores, image_size, num_keypoints=None, track_ids=None, track_state=None
+        cls, keypoints, scores, image_size, num_keypoints=None, track_ids=None, track_state=None, schema=None
     ) -> PoseResult:
         """Builds a result, computing the boxes; num_keypoints defaults to the found count."""
-        keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 3)
+        schema = schema or load_schema()
+        keypoints = np.asarray(keypoints, dtype=np.float32).reshape(-1, schema.num_keypoints, 3)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(keypoints):
             raise ValueError(f'{len(keypoints)} poses but {len(scores)} scores')
@@ -95,11 +100,13 @@ class PoseResult:
             image_size=tuple(int(s) for s in image_size),
             track_ids=track_ids,
             track_state=track_state,
+            schema=schema,
         )
 
     @classmethod
-    def empty(cls, image_size) -> PoseResult:
-        return cls.from_keypoints(np.zeros((0, NUM_KEYPOINTS, 3)), np.zeros(0), image_size)
+    def empty(cls, image_size, schema=None) -> PoseResult:
+        schema = schema or load_schema()
+        return cls.from_keypoints(np.zeros((0, schema.num_keypoints, 3)), np.zeros(0), image_size, schema=schema)
 
     def __len__(self):
         return len(self.scores)
@@ -112,23 +119,27 @@ class PoseResult:
         """(N,) val.py's COCO score: pose score x max(0, num_keypoints - 1)."""
         return self.scores * np.maximum(0, self.num_keypoints - 1)
 
-    def to_coco(self, image_id: int, pixel_offset: float = 0.5) -> list[dict]:
+    def to_coco(
+        self, image_id: int, pixel_offset: float = 0.5, dataset_names=COCO_KEYPOINT_NAMES, category_id: int = 1
+    ) -> list[dict]:
         """COCO keypoint results entries, one per person.
 
-        17 keypoints in COCO order (the neck dropped), (x + pixel_offset, y + pixel_offset, 1) per
-        found keypoint and (0, 0, 0) otherwise, as val.py's convert_to_coco_format (its + 0.5
-        turns a pixel index into the pixel's centre in COCO's continuous coordinates).
+        The dataset's keypoints in its order (``dataset_names``: its category's names, COCO's 17 by
+        default; derived keypoints such as coco18's neck dropped), (x + pixel_offset, y + pixel_offset, 1)
+        per found keypoint and (0, 0, 0) otherwise, as val.py's convert_to_coco_format (its + 0.5 turns a
+        pixel index into the pixel's centre in COCO's continuous coordinates).
         """
+        direct = self.schema.dataset_layout(dataset_names, 'the COCO results').direct
         entries = []
         for person, score in zip(self.keypoints.astype(np.float64), self.coco_scores()):
-            triples = np.zeros((17, 3))
-            for internal, coco in enumerate(INTERNAL_TO_COCO):
-                if coco >= 0 and person[internal, 2] > 0:
-                    triples[coco] = (person[internal, 0] + pixel_offset, person[internal, 1] + pixel_offset, 1)
+            triples = np.zeros((len(dataset_names), 3))
+            for own, index in enumerate(direct):
+                if index >= 0 and person[own, 2] > 0:
+                    triples[index] = (person[own, 0] + pixel_offset, person[own, 1] + pixel_offset, 1)
             entries.append(
                 {
                     'image_id': int(image_id),
-                    'category_id': 1,
+                    'category_id': int(category_id),
                     'keypoints': triples.reshape(-1).tolist(),
                     'score': float(score),
                 }
@@ -136,8 +147,10 @@ class PoseResult:
         return entries
 
     def to_openpose(self) -> dict:
-        """OpenPose 1.3 JSON: 18 points (x, y, confidence) in COCO-18 order, the internal order;
-        a missing point is (0, 0, 0) as OpenPose writes it."""
+        """OpenPose 1.3 JSON: 18 points (x, y, confidence) in COCO-18 order, coco18's order;
+        a missing point is (0, 0, 0) as OpenPose writes it. Only for coco18 models (ValueError else)."""
+        if self.schema.keypoints != load_schema('coco18').keypoints:
+            raise ValueError(f"OpenPose JSON holds the COCO-18 points; this model's schema is {self.schema.name!r}")
         people = []
         for person in self.keypoints.astype(np.float64):
             flat = np.where(person[:, 2:] > 0, person, 0.0).reshape(-1)
@@ -156,8 +169,8 @@ class PoseResult:
         return {'version': 1.3, 'people': people}
 
     def to_json(self) -> list[dict]:
-        """The people list of infer.py's JSON: keypoints [[x, y, score]] * 18 (missing
-        [-1, -1, 0]), score = pose_entries[n][18], bbox [x, y, w, h], track_id (int or None)."""
+        """The people list of infer.py's JSON: keypoints [[x, y, score]] * K in the schema's order
+        (missing [-1, -1, 0]), score = pose_entries[n][K], bbox [x, y, w, h], track_id (int or None)."""
         people = []
         for n, person in enumerate(self.keypoints.astype(np.float64)):
             person = np.where(person[:, 2:] > 0, person, MISSING)
@@ -181,7 +194,12 @@ class PoseResult:
         when tracked, 'id: N' above each box. image: (H, W, 3) uint8 BGR, left unchanged;
         returns a new image."""
         return draw_poses(
-            image, self.keypoints, self.track_ids, boxes=self.boxes if draw_boxes else None, opacity=opacity
+            image,
+            self.keypoints,
+            self.track_ids,
+            boxes=self.boxes if draw_boxes else None,
+            opacity=opacity,
+            schema=self.schema,
         )
 
 
@@ -192,34 +210,50 @@ def _check_drawable(image):
     return image
 
 
-def _draw_skeleton(canvas, person):
-    """Limbs (thickness 2) and their end points (radius 3) of one person, as Pose.draw."""
+def _persons(keypoints, dtype) -> np.ndarray:
+    """Any (N, K, 3) or (K, 3) keypoints as an (N, K, 3) array (K = 18 when there are none)."""
+    keypoints = np.asarray(keypoints, dtype=dtype)
+    return keypoints.reshape(-1, keypoints.shape[-2] if keypoints.size else NUM_KEYPOINTS, 3)
+
+
+def _draw_skeleton(canvas, person, schema: KeypointSchema):
+    """Limbs (thickness 2) and their end points (radius 3) of one person, as Pose.draw; a limb and its
+    second end in that keypoint's colour (coco18: the original's one colour)."""
     found = person[:, 2] > 0
     points = [(int(x), int(y)) for x, y in person[:, :2]]
-    for a, b in DRAW_LIMBS:
+    for a, b in schema.drawn_limbs:
+        color = schema.colors[b]
         for k in (a, b):
             if found[k]:
-                cv2.circle(canvas, points[k], 3, POSE_COLOR, -1)
+                cv2.circle(canvas, points[k], 3, schema.colors[k], -1)
         if found[a] and found[b]:
-            cv2.line(canvas, points[a], points[b], POSE_COLOR, 2)
+            cv2.line(canvas, points[a], points[b], color, 2)
 
 
 def draw_poses(
-    image: np.ndarray, keypoints: np.ndarray, track_ids=None, *, boxes=None, opacity: float = DRAW_OPACITY
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    track_ids=None,
+    *,
+    boxes=None,
+    opacity: float = DRAW_OPACITY,
+    schema: KeypointSchema | None = None,
 ) -> np.ndarray:
     """Draws people on a copy of ``image`` like the original demo.
 
-    image: (H, W, 3) uint8 BGR. keypoints: (N, 18, 3) x, y, score in image pixels (missing:
-    score 0). track_ids: (N,) ints or None; when given, each person gets its box and 'id: N'.
+    image: (H, W, 3) uint8 BGR. keypoints: (N, K, 3) x, y, score in image pixels (missing:
+    score 0), in the order of ``schema`` (None: coco18). track_ids: (N,) ints or None; when given,
+    each person gets its box and 'id: N'.
     boxes: (N, 4) x, y, w, h to draw (computed from the keypoints when track ids are given and
     boxes are not). opacity: weight of the skeleton layer (1 = opaque).
     Returns the drawn (H, W, 3) uint8 image.
     """
     image = _check_drawable(image)
-    keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)
+    schema = schema or load_schema()
+    keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, schema.num_keypoints, 3)
     canvas = image.copy()
     for person in keypoints:
-        _draw_skeleton(canvas, person)
+        _draw_skeleton(canvas, person, schema)
     canvas = cv2.addWeighted(image, 1 - opacity, canvas, opacity, 0)
     if boxes is None and track_ids is not None:
         boxes = bounding_boxes(keypoints)
@@ -231,6 +265,6 @@ def draw_poses(
     return canvas
 
 
-def keypoint_names() -> list[str]:
-    """The 18 keypoint names in the original (internal) order, for JSON headers."""
-    return list(KEYPOINT_NAMES)
+def keypoint_names(schema: KeypointSchema | None = None) -> list[str]:
+    """The schema's keypoint names in order (None: coco18's 18, the original's), for JSON headers."""
+    return list((schema or load_schema()).keypoints)

@@ -22,7 +22,8 @@ def json_header(estimator, model, height_size: int) -> dict:
     """The head of ``lwop infer``'s JSON: keypoint names, the model, its backend and precision, the network
     input height."""
     return {
-        'keypoint_names': keypoint_names(),
+        'keypoint_names': keypoint_names(estimator.schema),
+        'keypoint_schema': estimator.schema.name,
         'model': str(model),
         'backend': estimator.backend_name,
         'precision': estimator.precision,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwop_jax.inference.results import PoseResult, bounding_boxes, found_mask
-from lwop_jax.skeleton import NUM_KEYPOINTS, POSE_VARS
+from lwop_jax.skeleton import POSE_VARS
 
 SIMILAR_KEYPOINT_THRESHOLD = 0.5  # a keypoint is similar when its OKS-like value is above this
 MIN_SIMILAR_KEYPOINTS = 3  # the original propagate/track_poses threshold
@@ -104,23 +104,29 @@ class TrackState:
 
 
 def similar_keypoint_counts(
-    current_keypoints, current_boxes, previous_keypoints, previous_boxes, threshold: float = SIMILAR_KEYPOINT_THRESHOLD
+    current_keypoints,
+    current_boxes,
+    previous_keypoints,
+    previous_boxes,
+    threshold: float = SIMILAR_KEYPOINT_THRESHOLD,
+    variances: np.ndarray = POSE_VARS,
 ) -> np.ndarray:
     """The original get_similarity for all pairs.
 
-    *_keypoints: (C, 18, 3) and (P, 18, 3); *_boxes: (C, 4) and (P, 4) x, y, w, h.
+    *_keypoints: (C, K, 3) and (P, K, 3); *_boxes: (C, 4) and (P, 4) x, y, w, h; variances: (K,) the
+    schema's (2 sigma)^2 (coco18's, the original's, by default).
     Returns (C, P) int64: keypoints found in both poses whose exp(-d^2 / (2 (area + eps) var))
     is above ``threshold``, area = max of the two box areas.
     """
-    current_keypoints = np.asarray(current_keypoints, np.float64).reshape(-1, NUM_KEYPOINTS, 3)
-    previous_keypoints = np.asarray(previous_keypoints, np.float64).reshape(-1, NUM_KEYPOINTS, 3)
+    current_keypoints = np.asarray(current_keypoints, np.float64).reshape(-1, len(variances), 3)
+    previous_keypoints = np.asarray(previous_keypoints, np.float64).reshape(-1, len(variances), 3)
     both = found_mask(current_keypoints)[:, None] & found_mask(previous_keypoints)[None]
     delta = current_keypoints[:, None, :, :2] - previous_keypoints[None, :, :, :2]
-    distance = (delta**2).sum(-1)  # (C, P, 18)
+    distance = (delta**2).sum(-1)  # (C, P, K)
     area_c = np.asarray(current_boxes)[:, 2] * np.asarray(current_boxes)[:, 3]
     area_p = np.asarray(previous_boxes)[:, 2] * np.asarray(previous_boxes)[:, 3]
     area = np.maximum(area_c[:, None], area_p[None, :]).astype(np.float64)[..., None]
-    similarity = np.exp(-distance / (2 * (area + np.spacing(1)) * POSE_VARS.astype(np.float64)))
+    similarity = np.exp(-distance / (2 * (area + np.spacing(1)) * np.asarray(variances, np.float64)))
     return (both & (similarity > threshold)).sum(-1)
 
 
@@ -194,7 +200,9 @@ def track_poses(
         counts = np.zeros((len(current), 0), np.int64)
         previous_ids, next_id = np.zeros(0, np.int64), 0
     else:
-        counts = similar_keypoint_counts(current.keypoints, current.boxes, previous.keypoints, previous.boxes)
+        counts = similar_keypoint_counts(
+            current.keypoints, current.boxes, previous.keypoints, previous.boxes, variances=current.schema.oks_vars
+        )
         previous_ids, next_id = previous.track_ids, previous.track_state.next_id
     matched = match_poses(counts, current.scores, threshold)
     ids, next_id = _assign_ids(matched, current.scores, previous_ids, next_id)
@@ -209,6 +217,7 @@ def track_poses(
         image_size=current.image_size,
         track_ids=ids,
         track_state=TrackState(next_id=next_id, filters=filters),
+        schema=current.schema,
     )
 
 

@@ -31,6 +31,7 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
         dtype=dtypes[config.compute_dtype],
         rngs=nnx.Rngs(config.seed),
     )
+    model.keypoint_schema = schema_of(config)  # travels in the graph definition to validation and checkpoints
     formulation = getattr(config, 'conv_formulation', 'auto')
     if formulation not in CONV_FORMULATIONS:
         raise TrainingError(f'conv_formulation must be one of {CONV_FORMULATIONS}, not {formulation!r}')

@@ -57,6 +57,7 @@ def model_from_state(
     )
     model = empty_model(k, **model_size(trained))
     assign(model, arrays, 'training state')
+    model.keypoint_schema = getattr(trained, 'keypoint_schema', None)  # validation decodes with it
     return model.set_training(training)
 
 

@@ -1,0 +1,84 @@
+"""A non-COCO keypoint schema end to end, through the commands users run: synthetic data in the `figure`
+skeleton -> lwop train -> lwop evaluate (AP with the schema's sigmas) -> lwop convert to ONNX (the file
+carries the schema) -> lwop infer (JSON in the schema's names, K keypoints per person)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from lwop_jax.schema import load_schema
+
+pytest.importorskip('tensorflow')
+pytest.importorskip('pycocotools')
+
+
+def lwop(*arguments, cwd):
+    result = subprocess.run(
+        [sys.executable, '-m', 'lwop_jax', *map(str, arguments)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, JAX_PLATFORMS='cpu'),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_figure_schema_trains_evaluates_exports_and_runs(tmp_path):
+    schema = load_schema('figure')
+    data = tmp_path / 'figure'
+    lwop('synthetic', '--out', data, '--num-images', 6, '--seed', 3, '--skeleton', 'figure', '--people-inside',
+         cwd=tmp_path)  # fmt: skip
+    labels, images = data / 'annotations.json', data / 'images'
+    category = json.loads(labels.read_text())['categories'][0]
+    assert category['name'] == 'figure' and 'toe_l' in category['keypoints']
+
+    workdir = tmp_path / 'run'
+    lwop('train', '--config', 'tiny', '--workdir', workdir, f'--config.train_labels={labels}',
+         f'--config.train_images={images}', '--config.keypoint_schema=figure', '--config.crop_size=64',
+         '--config.batch_size=2', '--config.num_refinement_stages=0', '--config.backbone_width=0.5',
+         '--config.backbone_depth=7', '--config.num_channels=32', '--config.num_train_steps=3',
+         '--config.checkpoint_after=3', '--config.val_after=0', '--config.image_summary_after=0',
+         cwd=tmp_path)  # fmt: skip
+
+    stats = tmp_path / 'stats.json'
+    lwop('evaluate', '--labels', labels, '--images-folder', images, '--checkpoint-path', workdir / 'checkpoints',
+         '--backend', 'jax', '--output-name', tmp_path / 'detections.json', '--stats-json', stats, '--no-progress',
+         cwd=tmp_path)  # fmt: skip
+    assert 0.0 <= json.loads(stats.read_text())['stats']['AP'] <= 1.0
+    for detection in json.loads((tmp_path / 'detections.json').read_text()):
+        assert len(detection['keypoints']) == 3 * len(category['keypoints'])  # the dataset's 16 points
+
+    exported = tmp_path / 'figure.onnx'
+    lwop('convert', workdir / 'checkpoints', '--onnx', exported, cwd=tmp_path)
+    stored = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    assert json.loads(stored['lwop_jax.keypoint_schema'])['name'] == 'figure'
+
+    poses = tmp_path / 'poses.json'
+    result = lwop('infer', '--checkpoint-path', exported, '--images', images, '--json', poses, cwd=tmp_path)
+    assert 'figure' in result.stdout
+    payload = json.loads(poses.read_text())
+    assert payload['keypoint_names'] == list(schema.keypoints) and payload['keypoint_schema'] == 'figure'
+    assert len(payload['images']) == 6
+    for image in payload['images']:
+        for person in image['people']:
+            assert len(person['keypoints']) == schema.num_keypoints == 17
+
+
+def test_a_schema_that_does_not_fit_the_heads_is_one_line(overfit_onnx, coco_mini_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, '-m', 'lwop_jax', 'infer', '--checkpoint-path', str(overfit_onnx), '--keypoint-schema',
+         'coco17', '--images', str(coco_mini_dir / 'val2017')],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {overfit_onnx}: its heads (19 heatmaps, 38 PAFs) do not fit the keypoint schema 'coco17' "
+        '(18 heatmaps, 36 PAFs)'
+    ], result.stderr
