@@ -24,6 +24,7 @@ Exactness notes (why the code looks the way it does):
 This module is part of the CPU inference path: NumPy and the standard library only.
 """
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -332,11 +333,8 @@ def to_coco_keypoints(poses, schema=None, dataset_names=COCO_KEYPOINT_NAMES):
     (coco18's neck) dropped — and scores (N,) float64 = pose score * max(0, count - 1). Coordinates
     stay on the map grid.
     """
-    schema = schema or load_schema()
-    layout = schema.dataset_layout(dataset_names, 'the evaluation set')
+    own, dataset_index = _dataset_columns(schema, tuple(dataset_names))
     n, size = len(poses.scores), len(dataset_names)
-    own = [k for k, index in enumerate(layout.direct) if index >= 0]
-    dataset_index = [layout.direct[k] for k in own]
     kpts = poses.keypoints[:, own, :].astype(np.float64)  # (N, direct keypoints, 3)
     found = kpts[..., 0] >= 0
     triples = np.zeros((n, size, 3))
@@ -346,3 +344,12 @@ def to_coco_keypoints(poses, schema=None, dataset_names=COCO_KEYPOINT_NAMES):
     counts = poses.num_keypoints.astype(np.float64)
     scores = poses.scores * np.maximum(0, counts - 1)
     return triples.reshape(n, 3 * size), scores
+
+
+@functools.lru_cache(maxsize=32)
+def _dataset_columns(schema, dataset_names):
+    """(the schema's keypoints that are dataset keypoints, their dataset columns), two lists. Cached:
+    loading the default schema reads its file, several times the cost of a sparse image's decode."""
+    layout = (schema or load_schema()).dataset_layout(dataset_names, 'the evaluation set')
+    own = [k for k, index in enumerate(layout.direct) if index >= 0]
+    return own, [layout.direct[k] for k in own]
