@@ -165,3 +165,70 @@ def test_bad_videos(model, tmp_path, capfd):
 def test_bad_model_is_one_line(tmp_path, capfd):
     status, errors = run(str(tmp_path / 'missing.onnx'), capfd, '--images', tmp_path)
     assert status == 1 and len(errors) == 1 and 'missing.onnx' in errors[0]
+
+
+def test_pipelined_video_is_the_sequential_one(model, mini_images, tmp_path, capfd):
+    """Reading, the network and decoding overlap by default: the same records, tracked ids and smoothed
+    keypoints included, as --no-pipeline, and the same annotated video."""
+    video = tmp_path / 'skiers.mp4'
+    make_video(video, cv2.imread(str(mini_images[3])), frames=8, step=5)
+    payloads, videos = {}, {}
+    for name, flags in (('pipelined', []), ('sequential', ['--no-pipeline'])):
+        out, json_path = tmp_path / name, tmp_path / f'{name}.json'
+        status, errors = run(model, capfd, '--video', video, '--output-dir', out, '--json', json_path, *flags)
+        assert status == 0 and errors == []
+        payloads[name] = json.loads(json_path.read_text())
+        capture, frames = cv2.VideoCapture(str(out / 'skiers_poses.mp4')), []
+        while (read := capture.read())[0]:
+            frames.append(read[1])
+        capture.release()
+        videos[name] = np.stack(frames)
+    assert payloads['pipelined'] == payloads['sequential']
+    frames = payloads['pipelined']['frames']
+    assert [f['index'] for f in frames] == list(range(8))
+    assert all(p['track_id'] is not None for f in frames for p in f['people']) and len(frames[0]['people']) >= 4
+    np.testing.assert_array_equal(videos['pipelined'], videos['sequential'])
+
+
+BATCH_ATOL_PX = 1e-3  # measured: 0 (ORT and OpenVINO, batches of 2-4 at 256x384); other CPUs may differ in last bits
+
+
+def test_batch_size_keeps_order_keypoints_and_bad_files(model, mini_images, tmp_path, capfd):
+    """--batch-size 3: images of one padded size go through the network together (40083 and 196141 are
+    both 256x384), the others alone; records in input order as with batch size 1, bad files one line
+    each in their place, the others still done."""
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    order = [0, 1, 2, 1, 2, 3, 2, 1]  # runs of equal shapes, split across chunks of 3
+    for index, image in enumerate(order):
+        shutil.copy(mini_images[image], folder / f'{index:02d}.jpg')
+    (folder / '03b.jpg').write_text('not an image')  # in the middle of a chunk
+    payloads = {}
+    for flags in (['--batch-size', '1', '--no-pipeline'], ['--batch-size', '3'], ['--batch-size', '8']):
+        json_path = tmp_path / 'poses.json'
+        status, errors = run(model, capfd, '--images', folder, '--json', json_path, *flags)
+        assert status == 1 and len(errors) == 1 and '03b.jpg' in errors[0] and 'not an image' in errors[0]
+        payloads[' '.join(flags)] = json.loads(json_path.read_text())['images']
+    reference = payloads.pop('--batch-size 1 --no-pipeline')
+    assert [os.path.basename(i['file']) for i in reference] == [f'{i:02d}.jpg' for i in range(len(order))]
+    assert [len(i['people']) for i in reference] == [[1, 2, 3, 5][i] for i in order]
+    for images in payloads.values():
+        assert [i['file'] for i in images] == [i['file'] for i in reference]
+        for batched, single in zip(images, reference):
+            assert len(batched['people']) == len(single['people'])
+            for a, b in zip(batched['people'], single['people']):
+                np.testing.assert_allclose(a['keypoints'], b['keypoints'], atol=BATCH_ATOL_PX)
+                assert abs(a['score'] - b['score']) <= BATCH_ATOL_PX
+
+
+@pytest.mark.parametrize(
+    'flags, message',
+    [
+        (['--images', 'x.jpg', '--batch-size', '0'], '--batch-size must be at least 1'),
+        (['--video', 'x.mp4', '--batch-size', '2'], '--batch-size applies to --images'),
+    ],
+)
+def test_batch_size_usage_errors(flags, message, capfd):
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(['--checkpoint-path', 'model.onnx', *flags])
+    assert exit_info.value.code == 2 and message in capfd.readouterr().err

@@ -22,6 +22,11 @@ The original's flags work as before (--checkpoint-path, --height-size, --images,
 pixels (a missing keypoint is [-1, -1, 0]). Bad inputs are reported on stderr, one line each,
 and skipped; the exit status is 1 when anything failed. Images are independent (no track ids);
 a video is tracked (--track 1, the default) and smoothed (--smooth 1).
+
+Reading and pre-processing the next frame (or image), and decoding and drawing the previous one,
+overlap the network (--no-pipeline: one after the other; the results are the same). --batch-size N
+sends up to N images of a folder whose network inputs share a padded size through the network
+together (keypoints as with 1 up to float rounding).
 """
 
 
@@ -41,6 +46,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--output-dir', type=pathlib.Path, help='write drawn images / annotated mp4')
     parser.add_argument('--json', type=pathlib.Path, help='write the keypoints to this JSON file')
     parser.add_argument('--show', action='store_true', help='show results in a window (Esc stops)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=1,
+        help='--images: up to this many images whose network inputs share a padded size go through the '
+        'network together (default 1)',
+    )
+    parser.add_argument(
+        '--no-pipeline',
+        dest='pipeline',
+        action='store_false',
+        help='read, run the network and decode one after the other instead of overlapping them (debugging; '
+        'the results are the same)',
+    )
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    if args.batch_size < 1:
+        return f'--batch-size must be at least 1, got {args.batch_size}'
+    if args.video is not None and args.batch_size != 1:
+        return '--batch-size applies to --images: video frames go through the network one by one, in order'
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
     print(f'model {args.checkpoint_path}: {estimator.backend_name}, {estimator.precision}, {estimator.schema.name}')
     payload = runs.json_header(estimator, args.checkpoint_path, args.height_size)
     if args.images:
-        payload['images'], failed = runs.run_images(estimator, args.images, args.output_dir, args.show)
+        payload['images'], failed = runs.run_images(
+            estimator, args.images, args.output_dir, args.show, batch_size=args.batch_size, pipeline=args.pipeline
+        )
     else:
-        video, failed = runs.run_video(estimator, args.video, args.output_dir, args.show)
+        video, failed = runs.run_video(estimator, args.video, args.output_dir, args.show, pipeline=args.pipeline)
         payload.update(video or {'video': args.video, 'frames': []})
     if args.json:
         write_json(args.json, payload, indent=1)

@@ -130,33 +130,48 @@ class PoseEstimator:
             keypoints, poses.scores, geometry.image_hw, num_keypoints=poses.num_keypoints, schema=self.schema
         )
 
+    def track(self, result: PoseResult) -> PoseResult:
+        """The tracked result (ids, smoothing) when tracking is on, else ``result`` itself. Call it once per
+        frame, in frame order: the pipelined video run of :mod:`lwop_jax.inference.runs` does."""
+        return result if self.tracker is None else self.tracker(result)
+
+    def run_grouped(self, inputs, max_batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Network inputs (1, Hp, Wp, 3) each -> their last-stage maps ((h, w, K + 1), (h, w, 2 L)), in order.
+
+        Inputs of the same padded size go through the backend together, up to max_batch_size at a time;
+        the others one by one. Batched maps may differ from single ones in the last bits (ONNX Runtime
+        picks other kernels for other batch sizes).
+        """
+        by_shape = defaultdict(list)
+        for index, batch in enumerate(inputs):
+            by_shape[batch.shape].append(index)
+        maps: list = [None] * len(inputs)  # every slot is set below
+        for indices in by_shape.values():
+            for start in range(0, len(indices), max_batch_size):
+                chunk = indices[start : start + max_batch_size]
+                heatmaps, pafs = self.run(np.concatenate([inputs[i] for i in chunk]))
+                for row, index in enumerate(chunk):
+                    maps[index] = heatmaps[row], pafs[row]
+        return maps
+
     # -- public calls ---------------------------------------------------------------------------
 
     def __call__(self, image) -> PoseResult:
         """image: (H, W, 3) uint8 BGR (or gray / BGRA / uint16, see as_bgr8) -> PoseResult."""
         batch, geometry = self.preprocess(image)
         heatmaps, pafs = self.run(batch)
-        return self._track(self.postprocess(heatmaps[0], pafs[0], geometry))
+        return self.track(self.postprocess(heatmaps[0], pafs[0], geometry))
 
     def batch(self, images, max_batch_size: int = 8) -> list[PoseResult]:
         """Several images -> one PoseResult each, in order.
 
         Images whose network inputs have the same padded size go through the backend together
-        (up to max_batch_size at a time); the others one by one. Tracking, when on, sees the
-        results in the given order.
+        (up to max_batch_size at a time, see :meth:`run_grouped`); the others one by one. Tracking,
+        when on, sees the results in the given order.
         """
         prepared = [self.preprocess(image) for image in images]
-        by_shape = defaultdict(list)
-        for index, (batch, _) in enumerate(prepared):
-            by_shape[batch.shape].append(index)
-        results: list[PoseResult] = [PoseResult.empty((0, 0), self.schema)] * len(prepared)  # every slot is set below
-        for indices in by_shape.values():
-            for start in range(0, len(indices), max_batch_size):
-                chunk = indices[start : start + max_batch_size]
-                heatmaps, pafs = self.run(np.concatenate([prepared[i][0] for i in chunk]))
-                for row, index in enumerate(chunk):
-                    results[index] = self.postprocess(heatmaps[row], pafs[row], prepared[index][1])
-        return [self._track(result) for result in results]
-
-    def _track(self, result: PoseResult) -> PoseResult:
-        return result if self.tracker is None else self.tracker(result)
+        maps = self.run_grouped([batch for batch, _ in prepared], max_batch_size)
+        return [
+            self.track(self.postprocess(heatmaps, pafs, geometry))
+            for (heatmaps, pafs), (_, geometry) in zip(maps, prepared)
+        ]
