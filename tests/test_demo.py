@@ -3,7 +3,8 @@
 One run of ``python -m lwop_jax demo --quick`` in a subprocess, from a folder outside the checkout (as CI
 and users run it): tiny synthetic sets, a few training iterations through train_and_evaluate
 (calibration call + resumed call), AP on the held-out set, ONNX export, infer with ONNX Runtime. About a
-minute on 2 CPU cores.
+minute on 2 CPU cores. And one with ``--keypoint-schema figure`` (another minute): every stage in that
+schema.
 """
 
 import json
@@ -13,9 +14,11 @@ import subprocess
 import sys
 
 import cv2
+import onnx
 import pytest
 
 from lwop_jax.demo.run import demo_config
+from lwop_jax.schema import load_schema
 
 pytestmark = pytest.mark.slow  # one demo run, about a minute
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -23,12 +26,10 @@ QUICK = demo_config(quick=True).demo  # the --quick settings (configs/demo.py)
 STAT_NAMES = ['AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl']
 
 
-@pytest.fixture(scope='module')
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('demo') / 'run'
+def run_quick_demo(out, *options):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     completed = subprocess.run(
-        [sys.executable, '-m', 'lwop_jax', 'demo', '--quick', '--out', str(out), '--seed', '3'],
+        [sys.executable, '-m', 'lwop_jax', 'demo', '--quick', '--out', str(out), '--seed', '3', *options],
         check=False,
         cwd=out.parent,
         env=env,
@@ -38,6 +39,11 @@ def quick_run(tmp_path_factory):
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return out, completed.stdout
+
+
+@pytest.fixture(scope='module')
+def quick_run(tmp_path_factory):
+    return run_quick_demo(tmp_path_factory.mktemp('demo') / 'run')
 
 
 def test_synthetic_sets(quick_run):
@@ -112,7 +118,50 @@ def test_summary_names_ap_and_folder(quick_run):
     assert f'Everything is in {out}/' in stdout
     summary = json.loads((out / 'demo_summary.json').read_text())
     assert summary['quick'] and summary['training']['iterations'] == QUICK.min_train_steps
+    assert (summary['keypoint_schema'], summary['num_keypoints'], summary['data_skeleton']) == ('coco18', 18, 'coco17')
     assert summary['ap'] == summary['stats']['AP']
     # Perfect maps on the held-out set score well above an untrained network (and within [0, 1]).
     assert summary['ap'] <= summary['ground_truth_ceiling_ap'] <= 1 and summary['ground_truth_ceiling_ap'] > 0.5
     assert set(summary['stage_seconds']) == {'data', 'train', 'eval', 'export', 'infer'}
+
+
+def test_figure_schema_runs_every_stage(tmp_path):
+    """--keypoint-schema figure: data in the figure skeleton, the figure schema trained, evaluated (the
+    dataset's 16 keypoints, ceiling included), exported and run: 17 keypoints per person."""
+    schema = load_schema('figure')
+    out, stdout = run_quick_demo(tmp_path / 'figure', '--keypoint-schema', 'figure')
+    assert 'keypoint schema figure (17 keypoints)' in stdout
+    category = json.loads((out / 'data' / 'val' / 'annotations.json').read_text())['categories'][0]
+    assert category['name'] == 'figure' and len(category['keypoints']) == 16
+    summary = json.loads((out / 'demo_summary.json').read_text())
+    assert (summary['keypoint_schema'], summary['num_keypoints'], summary['data_skeleton']) == ('figure', 17, 'figure')
+    assert summary['config']['keypoint_schema'] == 'figure'
+    assert summary['training']['iterations'] == QUICK.min_train_steps
+    assert 0 <= summary['ap'] <= summary['ground_truth_ceiling_ap'] <= 1 and summary['ground_truth_ceiling_ap'] > 0.5
+    for detection in json.loads((out / 'eval' / 'detections.json').read_text()):
+        assert len(detection['keypoints']) == 3 * 16  # in the dataset's keypoints
+    stored = {p.key: p.value for p in onnx.load(str(out / 'lwop_demo.onnx')).metadata_props}
+    assert json.loads(stored['lwop_jax.keypoint_schema'])['name'] == 'figure'
+    payload = json.loads((out / 'infer' / 'poses.json').read_text())
+    assert payload['keypoint_schema'] == 'figure' and payload['keypoint_names'] == list(schema.keypoints)
+    assert len(payload['images']) == QUICK.num_infer_images
+    for entry in payload['images']:
+        for person in entry['people']:
+            assert len(person['keypoints']) == 17 and all(len(k) == 3 for k in person['keypoints'])
+
+
+def test_a_schema_the_demo_has_no_data_for_is_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, '-m', 'lwop_jax', 'demo', '--keypoint-schema', 'body25', '--out', str(tmp_path / 'run')],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines() == [
+        'error: --keypoint-schema body25: the demo trains coco18, coco17, figure (a shipped schema with synthetic '
+        'data of its keypoints); other schemas train with lwop train on their own data'
+    ]
+    assert not (tmp_path / 'run').exists()

@@ -7,6 +7,8 @@ import pathlib
 import sys
 
 from lwop_jax.cli import common
+from lwop_jax.demo.schemas import data_skeleton, demo_schemas
+from lwop_jax.schema import DEFAULT_SCHEMA
 from lwop_jax.training import host_heap, quiet
 
 DESCRIPTION = """Offline end-to-end demo: synthetic people -> CPU training -> COCO AP on held-out images ->
@@ -28,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument('--seed', type=int, default=0, help='data sets, initialisation and data order')
     parser.add_argument(
+        '--keypoint-schema',
+        default=DEFAULT_SCHEMA,
+        metavar='NAME',
+        help=f'the keypoints trained: {", ".join(demo_schemas())} (default: %(default)s); coco18 and coco17 train '
+        "on COCO's 17 synthetic keypoints, figure on the synthetic figure skeleton (lwop synthetic --skeleton figure)",
+    )
+    parser.add_argument(
         '--figure',
         type=pathlib.Path,
         help='also save the result picture here (<= 640 px wide JPEG), e.g. docs/demo_result.jpg',
@@ -41,12 +50,20 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    data_skeleton(args.keypoint_schema)  # an unknown schema: one line, before JAX starts
     # glibc keeps freed memory (~15 % faster CPU steps) only if told before JAX starts its threads.
     host_heap.keep_freed_memory()
     quiet.start_tensorflow_quietly(args.verbose)
     from lwop_jax.demo.run import run_demo  # jax, tensorflow (the [train] extra): not for --help
 
-    run_demo(args.out, quick=args.quick, time_budget=args.time_budget, seed=args.seed, figure=args.figure)
+    run_demo(
+        args.out,
+        quick=args.quick,
+        time_budget=args.time_budget,
+        seed=args.seed,
+        figure=args.figure,
+        keypoint_schema=args.keypoint_schema,
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """The offline end-to-end demo (``lwop demo``): synthetic people, a few minutes of CPU training.
 
   lwop demo --out runs/demo [--time-budget SECONDS] [--quick] [--seed N] [--figure PATH]
+            [--keypoint-schema coco18|coco17|figure]
 
 Data: ``demo.num_train_images`` + ``demo.num_val_images`` (held out, another seed) procedural images
 (lwop_jax.synthetic) of 256x192 with 1-2 people, 112 px to 0.95 x the image height tall, wholly inside

@@ -1,11 +1,14 @@
 """Offline end-to-end demo: synthetic people -> CPU training -> AP on held-out images -> ONNX -> infer.
 
   lwop demo --out runs/demo [--time-budget SECONDS] [--quick] [--seed N] [--figure PATH]
+            [--keypoint-schema coco18|coco17|figure]
 
 Stages (settings in lwop_jax/configs/demo.py, the checkout's configs/demo.py; nothing is downloaded):
 
 1. data:   ``OUT/data/train`` and ``OUT/data/val``, procedural COCO person-keypoint sets
            (lwop_jax.synthetic) drawn from different seeds, so the validation images are held out;
+           with ``--keypoint-schema figure`` in the figure skeleton (:mod:`.schemas`), which every later
+           stage then trains, scores, exports and draws;
 2. train:  ``train_and_evaluate`` (the tf.data pipeline built as train.py builds it, the original's Adam
            groups, orbax checkpoints in ``OUT/train/checkpoints``), from scratch, for ``--time-budget``
            seconds (:mod:`.budget`);

@@ -125,7 +125,8 @@ def train(config, workdir: pathlib.Path, cache_dir: pathlib.Path | None = None) 
     data = TimedTrainData(config)
     iterations_per_epoch = steps_per_epoch(data.data.num_examples, config.batch_size, config.batches_per_iter)
     start = time.perf_counter()
-    target, calls, drop_epoch, compile_seconds = min(demo.calibration_steps, config.num_train_steps), [], 10**9, 0.0
+    calls: list[dict] = []
+    target, drop_epoch, compile_seconds = min(demo.calibration_steps, config.num_train_steps), 10**9, 0.0
     cap = config.num_train_steps
     while True:
         call_start, first = time.perf_counter(), len(data.request_times)

@@ -11,11 +11,16 @@ from lwop_jax import atomic
 from lwop_jax.checkpoints.orbax_io import resolve_orbax_dir
 from lwop_jax.configs import demo as demo_configs
 from lwop_jax.demo import budget, stages
+from lwop_jax.demo.schemas import data_skeleton
 from lwop_jax.evaluation.ceiling import ground_truth_ceiling
+from lwop_jax.schema import DEFAULT_SCHEMA
+from lwop_jax.training.data import schema_of
 
 
-def demo_config(quick: bool, time_budget: float | None = None, seed: int = 0):
-    """lwop_jax.configs.demo, with the --quick overrides applied and the demo's settings resolved."""
+def demo_config(quick: bool, time_budget: float | None = None, seed: int = 0, keypoint_schema: str = DEFAULT_SCHEMA):
+    """lwop_jax.configs.demo, with the --quick overrides applied and the demo's settings resolved;
+    ``keypoint_schema`` is one of :func:`lwop_jax.demo.schemas.demo_schemas` (InputFileError otherwise)."""
+    data_skeleton(keypoint_schema)
     config = demo_configs.get_config()
     if quick:
         for key, value in config.quick.items():
@@ -26,6 +31,7 @@ def demo_config(quick: bool, time_budget: float | None = None, seed: int = 0):
     if time_budget is not None:
         config.demo.time_budget = float(time_budget)
     config.seed = seed
+    config.keypoint_schema = keypoint_schema
     return config
 
 
@@ -70,7 +76,10 @@ def _evaluate(config, checkpoint, folders: dict, out: pathlib.Path, stage: Stage
     )
     record = stages.evaluate(checkpoint, folders['val'], out / 'eval', demo.eval_base_height, demo.flip_test)
     ceiling = ground_truth_ceiling(
-        folders['val'] / 'annotations.json', folders['val'] / 'images', base_height=demo.eval_base_height
+        folders['val'] / 'annotations.json',
+        folders['val'] / 'images',
+        base_height=demo.eval_base_height,
+        schema=schema_of(config),
     ).stats['AP']
     print(f'   ceiling: perfect stride-8 maps (the ground truth rendered as targets) score AP {ceiling:.3f} here')
     stage.done('eval')
@@ -119,10 +128,14 @@ def run_demo(
     time_budget: float | None = None,
     seed: int = 0,
     figure: pathlib.Path | None = None,
+    keypoint_schema: str = DEFAULT_SCHEMA,
 ) -> dict:
     """The five stages into ``out`` (see the package docstring); returns the summary it writes to
-    ``out/demo_summary.json``."""
-    config = demo_config(quick, time_budget, seed)
+    ``out/demo_summary.json``. keypoint_schema: the keypoints trained (:mod:`lwop_jax.demo.schemas`: coco18
+    and coco17 on COCO's 17 synthetic keypoints, figure on the figure skeleton's)."""
+    config = demo_config(quick, time_budget, seed, keypoint_schema)
+    skeleton = data_skeleton(keypoint_schema)
+    schema = schema_of(config)
     demo = config.demo
     stage = Stages()
     for owned in ('data', 'train', 'eval', 'infer'):  # a rerun starts over (training would resume)
@@ -130,14 +143,15 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     print(
         f'lwop_jax demo{" (--quick)" if quick else ""}: output in {out}; training budget '
-        f'{demo.time_budget:.0f} s; crops {config.crop_size}, batch {config.batch_size}, base lr {config.base_lr:g}'
+        f'{demo.time_budget:.0f} s; crops {config.crop_size}, batch {config.batch_size}, base lr {config.base_lr:g}; '
+        f'keypoint schema {schema.name} ({schema.num_keypoints} keypoints)'
     )
     stage(
         'data',
         f'{demo.num_train_images} training + {demo.num_val_images} held-out synthetic images '
-        f'({demo.image_width}x{demo.image_height}, 1-{demo.max_people} people)',
+        f'({demo.image_width}x{demo.image_height}, 1-{demo.max_people} people, skeleton {skeleton or "coco17"})',
     )
-    folders = stages.make_data(config, out, seed)
+    folders = stages.make_data(config, out, seed, skeleton)
     stage.done('data')
     summary, checkpoint = _train(config, folders, out, stage)
     record, ceiling = _evaluate(config, checkpoint, folders, out, stage)
@@ -152,6 +166,9 @@ def run_demo(
         'total_seconds': stage.total,
         'quick': quick,
         'seed': seed,
+        'keypoint_schema': schema.name,
+        'num_keypoints': schema.num_keypoints,
+        'data_skeleton': skeleton or 'coco17',
         'config': json.loads(config.to_json()),
     }
     atomic.write_json(out / 'demo_summary.json', results, indent=1)

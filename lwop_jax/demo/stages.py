@@ -15,11 +15,16 @@ from lwop_jax.evaluation import coco_eval
 from lwop_jax.inference import runs
 from lwop_jax.inference.backends import load_backend
 from lwop_jax.inference.estimator import PoseEstimator
+from lwop_jax.synthetic.dataset_skeleton import SKELETON_FOLDER, load_skeleton
 
 
-def make_data(config, out: pathlib.Path, seed: int) -> dict:
-    """The training and held-out sets; returns {'train': dir, 'val': dir} (images/ + annotations.json)."""
+def make_data(config, out: pathlib.Path, seed: int, skeleton: str | None = None) -> dict:
+    """The training and held-out sets; returns {'train': dir, 'val': dir} (images/ + annotations.json).
+    skeleton: the name of their shipped dataset skeleton (lwop synthetic --skeleton; None: COCO's 17
+    keypoints)."""
     demo = config.demo
+    # The shipped file itself: load_skeleton would read a folder of that name in the working directory.
+    shipped = load_skeleton(SKELETON_FOLDER / f'{skeleton}.json') if skeleton else None
     folders = {}
     for split, count, split_seed in (
         ('train', demo.num_train_images, 2 * seed),
@@ -39,6 +44,7 @@ def make_data(config, out: pathlib.Path, seed: int) -> dict:
             people_inside=demo.people_inside,
             clutter_shapes=tuple(demo.clutter_shapes),
             workers=demo.data_workers,
+            skeleton=shipped,
         )
         folders[split] = folder
     return folders
@@ -102,11 +108,11 @@ def pick_images(val_dir: pathlib.Path, detections, count: int) -> list:
     """Held-out images to draw: those with the most people the network found well (by detection score
     against the number of annotated people), best first."""
     dataset = json.loads((val_dir / 'annotations.json').read_text())
-    people = {}
+    people: dict[int, int] = {}
     for annotation in dataset['annotations']:
         if not annotation.get('iscrowd') and annotation['num_keypoints'] >= 8:
             people[annotation['image_id']] = people.get(annotation['image_id'], 0) + 1
-    found = {}
+    found: dict[int, list[float]] = {}
     for detection in detections:
         if detection['score'] > 0:
             found.setdefault(detection['image_id'], []).append(detection['score'])
@@ -124,8 +130,7 @@ def pick_images(val_dir: pathlib.Path, detections, count: int) -> list:
 
 def result_picture(drawn_paths, max_width: int = 640, quality: int = 80):
     """Up to 4 drawn images tiled 2 x 2 (or the first alone), at most max_width wide; JPEG bytes."""
-    images = [cv2.imread(str(p)) for p in drawn_paths]
-    images = [i for i in images if i is not None]
+    images = [i for i in (cv2.imread(str(p)) for p in drawn_paths) if i is not None]
     if not images:
         raise RuntimeError('infer.py drew no image')
     if len(images) >= 4:
