@@ -23,6 +23,7 @@ and NumPy only: every layer may import this module.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 from collections.abc import Sequence
@@ -164,14 +165,25 @@ class DatasetLayout:
 
 
 def load_schema(name_or_path: str | pathlib.Path | None = None) -> KeypointSchema:
-    """A shipped schema by name (``coco18``, ``coco17``; None: coco18) or a schema JSON file."""
+    """A shipped schema by name (``coco18``, ``coco17``, ``figure``; None: coco18) or a schema JSON file."""
     name_or_path = DEFAULT_SCHEMA if name_or_path is None else name_or_path
     path = pathlib.Path(name_or_path)
     if path.suffix != '.json' and not path.is_file():  # a name, not a file (a folder of that name aside)
-        path = SCHEMA_FOLDER / f'{name_or_path}.json'
-        if not path.is_file():
-            shipped = ', '.join(sorted(p.stem for p in SCHEMA_FOLDER.glob('*.json')))
-            raise SchemaError(f'{name_or_path}: no such keypoint schema (shipped: {shipped}; or a .json file)')
+        return _shipped_schema(str(name_or_path))
+    return _read_schema(path)
+
+
+@functools.lru_cache
+def _shipped_schema(name: str) -> KeypointSchema:
+    """A shipped schema, read once per process (results and decoders ask for the default one often)."""
+    path = SCHEMA_FOLDER / f'{name}.json'
+    if not path.is_file():
+        shipped = ', '.join(sorted(p.stem for p in SCHEMA_FOLDER.glob('*.json')))
+        raise SchemaError(f'{name}: no such keypoint schema (shipped: {shipped}; or a .json file)')
+    return _read_schema(path)
+
+
+def _read_schema(path: pathlib.Path) -> KeypointSchema:
     try:
         content = json.loads(path.read_text())
     except OSError as exc:
