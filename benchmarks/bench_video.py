@@ -26,6 +26,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench_infer import onnx_model  # noqa: E402 (a sibling script: the same reference model, converted once)
 
 CLIP_SIZE = (640, 480)  # width, height
 STEP_PX = 4
@@ -43,15 +44,6 @@ def parse_args():
     parser.add_argument('--images', type=int, default=32, help='files in the folder (copies of the mini images)')
     parser.add_argument('--batch-size', type=int, default=4)
     return parser.parse_args()
-
-
-def onnx_model(args):
-    if args.model:
-        return args.model
-    os.environ.setdefault('LWOP_JAX_CACHE', tempfile.mkdtemp(prefix='lwop_bench_cache_'))
-    from lwop_jax.inference import backends as runtime
-
-    return runtime.converted_onnx(args.shared / 'reference' / 'lwop_overfit_coco4.pth')
 
 
 def make_clip(path: pathlib.Path, images, frames_per_image: int) -> int:

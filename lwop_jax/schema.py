@@ -184,13 +184,18 @@ def _shipped_schema(name: str) -> KeypointSchema:
 
 
 def _read_schema(path: pathlib.Path) -> KeypointSchema:
+    return schema_from_json(read_json_file(path, 'the schema', SchemaError), str(path))
+
+
+def read_json_file(path: pathlib.Path, what: str, error: type[InputFileError]):
+    """The parsed JSON of a small description file (a schema, a dataset skeleton); ``error`` (one line
+    naming the file) when it cannot be read or parsed."""
     try:
-        content = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except OSError as exc:
-        raise SchemaError(f'{path}: cannot read the schema ({exc.strerror or exc})') from None
+        raise error(f'{path}: cannot read {what} ({exc.strerror or exc})') from None
     except ValueError as exc:
-        raise SchemaError(f'{path}: not valid JSON ({exc})') from None
-    return schema_from_json(content, str(path))
+        raise error(f'{path}: not valid JSON ({exc})') from None
 
 
 def schema_from_json(content, where: str) -> KeypointSchema:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 
 from lwop_jax.errors import InputFileError
+from lwop_jax.schema import read_json_file
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON, NUM_COCO_KEYPOINTS
 from lwop_jax.synthetic.body import KEYPOINT_PARTS, PART_ID, POINT_INDEX
 
@@ -115,13 +115,7 @@ def load_skeleton(skeleton: DatasetSkeleton | str | pathlib.Path | None = None) 
             raise SkeletonError(
                 f'{skeleton}: no such dataset skeleton (shipped: {", ".join(shipped_skeletons())}; or a .json file)'
             )
-    try:
-        content = json.loads(path.read_text())
-    except OSError as exc:
-        raise SkeletonError(f'{path}: cannot read the dataset skeleton ({exc.strerror or exc})') from None
-    except ValueError as exc:
-        raise SkeletonError(f'{path}: not valid JSON ({exc})') from None
-    return skeleton_from_json(content, str(path))
+    return skeleton_from_json(read_json_file(path, 'the dataset skeleton', SkeletonError), str(path))
 
 
 def skeleton_from_json(content, where: str) -> DatasetSkeleton:
