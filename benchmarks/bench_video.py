@@ -73,7 +73,19 @@ def bench_video(args, estimator, clip, frames, work):
         out = work / ('pipelined' if pipeline else 'sequential')
         return runs.run_video(estimator, str(clip), out, pipeline=pipeline)[0]
 
+    network_s = []  # the network's share of a sequential frame: what pipelining can hide the rest behind
+    run = estimator.run
+
+    def timed_run(batch):
+        seconds, maps = timed(lambda: run(batch))
+        network_s.append(seconds)
+        return maps
+
+    estimator.run = timed_run
+    total_s, sequential_records = timed(lambda: once(False))
+    del estimator.run
     records = {False: once(False), True: once(True)}  # warm-up, and the identity check
+    assert records[False] == sequential_records
     assert records[False]['frames'] == records[True]['frames'], 'pipelined and sequential records differ'
     assert len(records[True]['frames']) == frames
     people = sum(len(f['people']) for f in records[True]['frames'])
@@ -85,6 +97,11 @@ def bench_video(args, estimator, clip, frames, work):
     print(
         f'video {frames} frames {CLIP_SIZE[0]}x{CLIP_SIZE[1]} ({people} tracked poses, annotated mp4 written), '
         f'records identical: yes'
+    )
+    frame_ms, network_ms = 1e3 * total_s / frames, 1e3 * statistics.median(network_s)
+    print(
+        f'  a sequential frame: network {network_ms:.1f} ms of {frame_ms:.1f} ms; with a core to spare for '
+        f'the rest, pipelining could reach {frame_ms / max(network_ms, frame_ms - network_ms):.2f}x'
     )
     print(f'  sequential (--no-pipeline) {sequential:6.1f} frames/s')
     print(f'  pipelined (default)        {pipelined:6.1f} frames/s   ratio {pipelined / sequential:.2f}')
