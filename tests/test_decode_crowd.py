@@ -53,7 +53,8 @@ def test_crowded_noisy_maps_match_the_loop_port(crowd):
     'knobs',
     [
         {'_FLAT_PAIRS': 1 << 30},  # every limb in the flat batch
-        {'_FLAT_PAIRS': 0, '_CHUNK_PAIRS': 200},  # every limb as matrices, in many small chunks
+        {'_FLAT_PAIRS': 0, '_CHUNK_PAIRS': 200, '_BATCH_PAIRS': 1},  # every limb as matrices, many small chunks
+        {'_FLAT_PAIRS': 0, '_BATCH_PAIRS': 1 << 30},  # every chunk's survivors in one middle-sample batch
         {'_FEW_PAIRS': 0},  # every middle sample screened, down to the last pair
         {'_FEW_PAIRS': 1 << 30},  # no middle-sample screening: every survivor scored
     ],

@@ -87,6 +87,7 @@ _FLAT_PAIRS = 1 << 12
 _SCREEN_SAMPLES = (4, 5, 2, 7)
 _FEW_PAIRS = 512  # below this many candidates the middle-sample screen stops
 _CHUNK_PAIRS = 1 << 15  # pairs screened at once: the float32 temporaries stay in the L2 cache
+_BATCH_PAIRS = 1 << 15  # end-screen survivors screened at once by middle samples
 
 
 def _unit_directions(vec_x, vec_y):
@@ -205,6 +206,19 @@ def _paf_pairs(pafs, tables):
     return lambda x, y, limb: tuple(flat[(y * width + x) * num_channels + channels[limb, k]] for k in (0, 1))
 
 
+def _batched(chunks):
+    """Consecutive (limb, a, b, failures) chunks joined into batches of at least _BATCH_PAIRS pairs: the
+    middle-sample screen then makes its few NumPy calls per batch, not per chunk."""
+    pending = []
+    for chunk in chunks:
+        pending.append(chunk)
+        if sum(len(part[1]) for part in pending) >= _BATCH_PAIRS:
+            yield tuple(np.concatenate(column) for column in zip(*pending))
+            pending = []
+    if pending:
+        yield tuple(np.concatenate(column) for column in zip(*pending))
+
+
 def _score_limbs(field, keypoints, limb, a, b, min_paf_score):
     """Original limb score: 10 float32 samples from a to b, rounded half-to-even; mean of the
     PAF·direction dots that exceed min_paf_score. Returns (scores (N,) float64, valid (N,)
@@ -243,7 +257,7 @@ def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score, tables):
         rows_a, rows_b = (np.arange(offsets[t], offsets[t + 1]) for t in tables.types[limb])
         screened = _screen_matrix(keypoints, tables.channels, limb, rows_a, rows_b, min_paf_score)
         chunks = itertools.chain(chunks, screened)
-    survivors += [_screen_by_middle_samples(field, keypoints, *chunk, min_paf_score) for chunk in chunks]
+    survivors += [_screen_by_middle_samples(field, keypoints, *batch, min_paf_score) for batch in _batched(chunks)]
     limb, a, b = (np.concatenate(column) for column in zip(*survivors))
     scores, valid = _score_limbs(field, keypoints, limb, a, b, min_paf_score)
     order = np.lexsort((a[valid], b[valid], limb[valid]))
