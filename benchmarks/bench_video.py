@@ -73,6 +73,9 @@ def bench_video(args, estimator, clip, frames, work):
         out = work / ('pipelined' if pipeline else 'sequential')
         return runs.run_video(estimator, str(clip), out, pipeline=pipeline)[0]
 
+    records = {False: once(False), True: once(True)}  # warm-up, and the identity check
+    assert records[False]['frames'] == records[True]['frames'], 'pipelined and sequential records differ'
+    assert len(records[True]['frames']) == frames
     network_s = []  # the network's share of a sequential frame: what pipelining can hide the rest behind
     run = estimator.run
 
@@ -84,10 +87,7 @@ def bench_video(args, estimator, clip, frames, work):
     estimator.run = timed_run
     total_s, sequential_records = timed(lambda: once(False))
     del estimator.run
-    records = {False: once(False), True: once(True)}  # warm-up, and the identity check
     assert records[False] == sequential_records
-    assert records[False]['frames'] == records[True]['frames'], 'pipelined and sequential records differ'
-    assert len(records[True]['frames']) == frames
     people = sum(len(f['people']) for f in records[True]['frames'])
     seconds: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(args.rounds):
