@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             indent=1,
         )
     ceiling = (
-        ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids)
+        ground_truth_ceiling(dataset, args.images_folder, image_ids=result.image_ids, schema=backend.keypoint_schema)
         if args.ground_truth_ceiling
         else None
     )

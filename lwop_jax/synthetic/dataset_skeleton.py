@@ -109,7 +109,7 @@ def load_skeleton(skeleton: DatasetSkeleton | str | pathlib.Path | None = None) 
     if skeleton is None or str(skeleton) == DEFAULT_SKELETON:
         return COCO17
     path = pathlib.Path(skeleton)
-    if path.suffix != '.json' and not path.exists():
+    if path.suffix != '.json' and not path.is_file():  # a name, not a file (a folder of that name aside)
         path = SKELETON_FOLDER / f'{skeleton}.json'
         if not path.is_file():
             raise SkeletonError(
