@@ -13,7 +13,6 @@ Without --model, the trained reference checkpoint is converted to ONNX in a temp
 """
 
 import argparse
-import os
 import pathlib
 import shutil
 import statistics
@@ -26,7 +25,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_infer import onnx_model  # noqa: E402 (a sibling script: the same reference model, converted once)
+from bench_infer import load_average, onnx_model  # noqa: E402 (a sibling script: the same reference model, converted once)
 
 CLIP_SIZE = (640, 480)  # width, height
 STEP_PX = 4
@@ -165,13 +164,6 @@ def main():
         untracked = PoseEstimator(model, args.backend, net_height=args.height_size, threads=args.threads)
         bench_folder(args, untracked, paths, work)
     print(f'load average at end {load_average()} (a shared machine: compare only quiet runs)')
-
-
-def load_average():
-    try:
-        return ' '.join(f'{v:.2f}' for v in os.getloadavg())
-    except OSError:
-        return 'n/a'
 
 
 if __name__ == '__main__':
