@@ -263,6 +263,52 @@ def make_train_dataset(
         'heatmaps' (B, S/8, S/8, K + 1) float32, 'pafs' (B, S/8, S/8, 2 L) float32 (coco18: 19, 38),
         'mask' (B, S/8, S/8) float32 (1 = use in the loss).
     """
+    return dataset_with_settings(
+        LabelFileSource(labels, images_dir),
+        batch_size=batch_size,
+        crop_size=crop_size,
+        stride=stride,
+        sigma=sigma,
+        paf_thickness=paf_thickness,
+        seed=seed,
+        augment=augment,
+        shuffle=shuffle,
+        process_index=process_index,
+        process_count=process_count,
+        start_step=start_step,
+        num_parallel_calls=num_parallel_calls,
+        reduced_decode=reduced_decode,
+        max_rotate_degree=max_rotate_degree,
+        skipped_images=skipped_images,
+        schema=schema,
+        layout=layout,
+    )
+
+
+def dataset_with_settings(
+    source,
+    *,
+    batch_size,
+    crop_size=368,
+    stride=8,
+    sigma=7.0,
+    paf_thickness=1.0,
+    seed=0,
+    augment=True,
+    shuffle=True,
+    process_index=0,
+    process_count=1,
+    start_step=0,
+    num_parallel_calls=None,
+    reduced_decode=True,
+    max_rotate_degree=40.0,
+    skipped_images=None,
+    schema=None,
+    layout=None,
+):
+    """:func:`make_dataset_from_source` with the sample settings as keywords, as :func:`make_train_dataset`
+    documents them: the one place that turns them into a :class:`SampleConfig` (the JSON and the TFDS
+    sources both come through here)."""
     config = SampleConfig(
         crop_size=crop_size,
         stride=stride,
@@ -275,7 +321,7 @@ def make_train_dataset(
         **({'layout': layout} if layout else {}),
     )
     return make_dataset_from_source(
-        LabelFileSource(labels, images_dir),
+        source,
         batch_size=batch_size,
         config=config,
         seed=seed,

@@ -33,10 +33,9 @@ import tensorflow_datasets as tfds
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from lwop_jax.data.augment import AugmentConfig
 from lwop_jax.data.coco import crowd_mask, load_coco_json, prepare_annotations
-from lwop_jax.data.pipeline import make_dataset_from_source
-from lwop_jax.data.samples import SampleConfig, SampleInputs, UnreadableImage
+from lwop_jax.data.pipeline import dataset_with_settings
+from lwop_jax.data.samples import SampleInputs, UnreadableImage
 from lwop_jax.skeleton import NUM_COCO_KEYPOINTS
 
 NET_INPUT_SIZE = 368  # scale_provided = bbox height / NET_INPUT_SIZE, as the original's labels
@@ -292,56 +291,13 @@ def _as_builder(builder_or_dir):
     return tfds.builder_from_directory(os.fspath(builder_or_dir))
 
 
-def make_train_dataset_from_tfds(
-    builder_or_dir,
-    *,
-    split='train',
-    batch_size,
-    crop_size=368,
-    stride=8,
-    sigma=7.0,
-    paf_thickness=1.0,
-    seed=0,
-    augment=True,
-    shuffle=True,
-    process_index=0,
-    process_count=1,
-    start_step=0,
-    num_parallel_calls=None,
-    reduced_decode=True,
-    max_rotate_degree=40.0,
-    skipped_images=None,
-    schema=None,
-    layout=None,
-):
+def make_train_dataset_from_tfds(builder_or_dir, *, split='train', batch_size, **settings):
     """:func:`lwop_jax.data.pipeline.make_train_dataset` over a prepared split of the builder.
 
     builder_or_dir: a prepared :class:`CocoPersonKeypoints` or the folder of a prepared version
     (``<data_dir>/lwop_coco_person_keypoints/<config>/<version>``). Sample index i is record i of
-    the split (label i); everything else is as in make_train_dataset.
+    the split (label i); ``batch_size`` and the other settings are make_train_dataset's.
     """
     builder = _as_builder(builder_or_dir)
     source = TfdsSampleSource(builder.as_data_source(split=split), split)
-    config = SampleConfig(
-        crop_size=crop_size,
-        stride=stride,
-        sigma=sigma,
-        paf_thickness=paf_thickness,
-        augment=augment,
-        reduced_decode=reduced_decode,
-        augment_config=AugmentConfig(max_rotate_degree=max_rotate_degree),
-        **({'schema': schema} if schema else {}),
-        **({'layout': layout} if layout else {}),
-    )
-    return make_dataset_from_source(
-        source,
-        batch_size=batch_size,
-        config=config,
-        seed=seed,
-        shuffle=shuffle,
-        process_index=process_index,
-        process_count=process_count,
-        start_step=start_step,
-        num_parallel_calls=num_parallel_calls,
-        skipped_images=skipped_images,
-    )
+    return dataset_with_settings(source, batch_size=batch_size, **settings)
