@@ -63,6 +63,37 @@ def test_backend_errors(tmp_path, exported):
         runtime.load_backend(junk)
 
 
+def test_onnxruntime_flushes_subnormal_weights_of_foreign_files(reference_dir, tmp_path):
+    """The original's own export with subnormal weights planted (as training leaves them): ONNX Runtime
+    runs it with those weights at zero, and its outputs are those of the same file with zeros there."""
+    import onnx
+    from onnx import numpy_helper
+
+    def planted_copy(value, name):
+        model = onnx.load(str(reference_dir / 'original_1stage_256x456.onnx'))
+        for tensor in model.graph.initializer[:6]:
+            values = numpy_helper.to_array(tensor).copy()
+            values.reshape(-1)[:5] = value
+            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+        onnx.save(model, str(tmp_path / name))
+        return tmp_path / name
+
+    subnormals = np.float32(2e-39) * np.arange(1, 6, dtype=np.float32)
+    foreign, zeroed = planted_copy(subnormals, 'foreign.onnx'), planted_copy(np.float32(0), 'zeroed.onnx')
+    backend = runtime.load_backend(foreign, threads=2)
+    assert backend.flushed_weights == 30
+    clean = runtime.load_backend(zeroed, threads=2)
+    assert clean.flushed_weights == 0
+    x = np.random.default_rng(0).normal(size=(1, 256, 456, 3)).astype(np.float32)
+    for ours, theirs in zip(backend(x), clean(x)):
+        np.testing.assert_array_equal(ours, theirs)
+    count, flushed = runtime.flush_subnormal_initializers(foreign)
+    assert count == 30
+    for tensor in onnx.load_from_string(flushed).graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        assert not ((values != 0) & (np.abs(values) < np.finfo(np.float32).tiny)).any()
+
+
 @pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
 def test_cpu_paths_import_neither_jax_nor_tensorflow(exported, backend, tmp_path):
     """The whole inference package, a model file run and decoded, in a fresh interpreter: no jax, no TF."""

@@ -93,12 +93,14 @@ def nchw_forward(model: PoseNet):
     return forward
 
 
-def to_onnx_model(model: PoseNet, input_size=(256, 456), *, dynamic: bool = True):
-    """ONNX ModelProto of the BN-folded model. ``dynamic``: symbolic batch, height and width."""
+def to_onnx_model(model: PoseNet, input_size=(256, 456), *, dynamic: bool = True, flush_subnormals: bool = True):
+    """ONNX ModelProto of the BN-folded model. ``dynamic``: symbolic batch, height and width.
+    ``flush_subnormals=False`` keeps subnormal weights (only to measure what they cost)."""
     from jax2onnx import to_onnx  # the [export] extra; loading a model needs only jax
 
     folded = fold_batchnorm(model).set_training(False)
-    flush_subnormal_weights(folded)
+    if flush_subnormals:
+        flush_subnormal_weights(folded)
     shape = ('N', 3, 'H', 'W') if dynamic else (1, 3, *input_size)
     names = output_names(1 + model.num_refinement_stages)
     return to_onnx(
@@ -111,13 +113,21 @@ def to_onnx_model(model: PoseNet, input_size=(256, 456), *, dynamic: bool = True
 
 
 def export_onnx(
-    model: PoseNet, path, input_size=(256, 456), *, dynamic: bool = True, precision: str = 'fp32'
+    model: PoseNet,
+    path,
+    input_size=(256, 456),
+    *,
+    dynamic: bool = True,
+    precision: str = 'fp32',
+    flush_subnormals: bool = True,
 ) -> pathlib.Path:
     """Writes the ONNX file (tagged ``precision``: fp32 or bf16) atomically and returns its path."""
     if precision not in ('fp32', 'bf16'):
         raise ValueError(f'export_onnx writes fp32 or bf16 models; int8 is quantize.quantize_onnx, not {precision}')
     path = pathlib.Path(path)
-    proto = metadata.tag_onnx(to_onnx_model(model, input_size, dynamic=dynamic), precision)
+    proto = metadata.tag_onnx(
+        to_onnx_model(model, input_size, dynamic=dynamic, flush_subnormals=flush_subnormals), precision
+    )
     schema = getattr(model, 'keypoint_schema', None) or load_schema()  # a model without one is the original's
     metadata.tag_onnx_schema(proto, schema.to_json())
     atomic.write_bytes(path, proto.SerializeToString())

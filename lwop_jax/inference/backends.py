@@ -20,6 +20,7 @@ import re
 import numpy as np
 import onnxruntime as ort
 
+import lwop_jax
 from lwop_jax.checkpoints import hub, metadata
 from lwop_jax.errors import FetchError, ModelFileError
 from lwop_jax.inference import precision as precisions
@@ -63,8 +64,9 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        self.flushed_weights, model = flush_subnormal_initializers(path)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+            self.session = ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise ModelFileError(f'{path}: ONNX Runtime cannot load this model ({exc})') from exc
         file_metadata = self.session.get_modelmeta().custom_metadata_map
@@ -79,6 +81,38 @@ class OnnxRuntimeBackend:
     def __call__(self, images):
         heatmaps, pafs = self.session.run(self.outputs, {self.input_name: _to_nchw(images)})
         return _to_nhwc(heatmaps), _to_nhwc(pafs)
+
+
+def flush_subnormal_initializers(path) -> tuple[int, str | bytes]:
+    """(how many subnormal float32 weights were set to zero, the model for ONNX Runtime: ``path`` as a
+    string when there were none or the ``onnx`` package (the export extra) is missing, else the
+    flushed model's bytes).
+
+    Why: ONNX Runtime computes with subnormal weights at microcode speed (OpenVINO flushes them to
+    zero itself): a trained file holding them ran 3x slower on ONNX Runtime than on OpenVINO (154 vs 52 ms,
+    benchmarks/bench_backends.py). lwop_jax's own exports hold none
+    (:func:`lwop_jax.checkpoints.export.flush_subnormal_weights`); this covers files from elsewhere.
+    Their products are below 1e-38, so outputs do not change.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return 0, str(path)
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # not ONNX: ONNX Runtime's own loader says so, naming the file
+        return 0, str(path)
+    tiny, flushed = np.finfo(np.float32).tiny, 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(tensor)
+        subnormal = (values != 0) & (np.abs(values) < tiny)
+        if subnormal.any():
+            flushed += int(subnormal.sum())
+            tensor.CopyFrom(numpy_helper.from_array(np.where(subnormal, np.float32(0), values), tensor.name))
+    return (flushed, model.SerializeToString()) if flushed else (0, str(path))
 
 
 class OpenVinoBackend:
@@ -202,7 +236,7 @@ def default_backend_for(path) -> str:
 
 
 def converted_onnx(path, num_refinement_stages: int | None = None) -> pathlib.Path:
-    """ONNX export of a torch checkpoint or orbax folder, made once and cached by content."""
+    """ONNX export of a torch checkpoint or orbax folder, made once and cached by content and lwop_jax version."""
     path = pathlib.Path(path)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
@@ -210,6 +244,7 @@ def converted_onnx(path, num_refinement_stages: int | None = None) -> pathlib.Pa
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
         digest.update(file.read_bytes())
     digest.update(str(num_refinement_stages).encode())
+    digest.update(lwop_jax.__version__.encode())  # a new version may export differently: export again
     target = cache_dir() / 'onnx' / f'{path.stem}-{digest.hexdigest()[:16]}.onnx'
     if not target.exists():
         from lwop_jax.checkpoints import export, orbax_io  # the [export] extra: jax, jax2onnx
