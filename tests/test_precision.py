@@ -87,6 +87,20 @@ def test_agreement_counts_moved_lost_and_extra_people():
 # -- tags and bf16 ------------------------------------------------------------------------------------
 
 
+def test_calibration_images_are_spread_over_the_folder(tmp_path):
+    assert gate.spread_first(list(range(10)), 4) == [0, 3, 6, 9, 1, 2, 4, 5, 7, 8]
+    assert gate.spread_first(list(range(3)), 5) == [0, 1, 2]
+    assert gate.spread_first(list(range(5)), 1) == [0, 1, 2, 3, 4]
+    for k in range(9):  # frames of a video: 9 files, the 4th unreadable
+        image = np.full((16, 16, 3), 20 * k, np.uint8)
+        cv2.imwrite(str(tmp_path / f'frame_{k}.png'), image)
+    (tmp_path / 'frame_4.png').write_bytes(b'not an image')
+    picked = gate.calibration_set(tmp_path, max_images=3)
+    # 0, 4 and 8 spread over the folder; 4 is unreadable, so the first unpicked readable one stands in.
+    assert [path.name for _, path in picked.images] == ['frame_0.png', 'frame_8.png', 'frame_1.png']
+    assert [int(a[0, 0, 0]) for a in picked.arrays] == [0, 160, 20]
+
+
 def test_export_has_no_subnormal_weights_and_is_tagged_fp32(overfit_onnx):
     model = onnx.load(str(overfit_onnx))
     assert {p.key: p.value for p in model.metadata_props}[metadata.PRECISION_KEY] == 'fp32'

