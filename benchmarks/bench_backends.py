@@ -10,8 +10,8 @@ weights to zero when it loads a file) and on OpenVINO, on the network inputs of 
 height 256 (widths 384-424: a new shape on every call), alternating; then the full frame (PoseEstimator)
 on both runtimes. Ratios are to lwop_jax's ONNX Runtime backend on lwop_jax's file, in the same run.
 
-Finding (see the README's "Inference speed"): ONNX Runtime runs subnormal weights at microcode speed
-(3x slower: 154 against 51 ms per call in one run); OpenVINO flushes them itself. The two tied on a fixed
+Finding (README, "Which runtime for .onnx files"): ONNX Runtime runs subnormal weights at microcode speed
+(2.7-2.9x slower in two runs); OpenVINO flushes them itself. The two tied on a fixed
 1x3x256x456 input because that comparison used the original's export of random weights, which has none.
 Without subnormals the runtimes tie at every width, so ONNX Runtime stays the default for .onnx files.
 """

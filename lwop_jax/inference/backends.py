@@ -89,8 +89,8 @@ def flush_subnormal_initializers(path) -> tuple[int, str | bytes]:
     flushed model's bytes).
 
     Why: ONNX Runtime computes with subnormal weights at microcode speed (OpenVINO flushes them to
-    zero itself): a trained file holding them ran 3x slower on ONNX Runtime than on OpenVINO (154 vs 52 ms,
-    benchmarks/bench_backends.py). lwop_jax's own exports hold none
+    zero itself): a trained file holding them ran 2.7-2.9x slower on ONNX Runtime than without them
+    (benchmarks/bench_backends.py). lwop_jax's own exports hold none
     (:func:`lwop_jax.checkpoints.export.flush_subnormal_weights`); this covers files from elsewhere.
     Their products are below 1e-38, so outputs do not change.
     """
