@@ -8,8 +8,8 @@ WORKDIR/<stage> (stage1, stage2, stage3) and starts from the final checkpoint of
 Rerunning the command resumes the unfinished stage; finished stages return at once. Per-stage
 overrides: --config.stages.stage2.num_train_steps=100000; shared ones (coco_dir, batch_size,
 compute_dtype, ...) are set once here and reach every stage.
-Expected: ~5-7 days on one GPU at ~200 images/s (an estimate, not measured); AP ~38% / ~39% / ~40% after the stages (COCO val2017,
-the last with 1 refinement stage).
+Expected: ~5-7 days on one GPU at ~200 images/s (an estimate, not measured); AP ~38% / ~39% / ~40% after
+the stages (COCO val2017, the last with 1 refinement stage).
 """
 import ml_collections
 

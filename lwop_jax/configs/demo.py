@@ -84,7 +84,7 @@ def get_config():
     config.backbone_depth = 7           # up to conv4_2, no conv5 block: faster and better here (see above)
     config.base_lr = 1e-3
     config.batch_size = 8
-    config.lr_drop_factor = 0.333       # once, at demo.lr_drop_at of the planned iterations (the demo sets lr_drop_epochs)
+    config.lr_drop_factor = 0.333       # once, at demo.lr_drop_at of the planned iterations (via lr_drop_epochs)
     config.num_epochs = -1
     config.num_train_steps = 10000      # upper bound; the time budget decides
 
