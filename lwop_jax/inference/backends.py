@@ -94,7 +94,7 @@ def flush_subnormal_initializers(path) -> tuple[int, str | bytes]:
     (:func:`lwop_jax.checkpoints.export.flush_subnormal_weights`); this covers files from elsewhere.
     Their products are below 1e-38, so outputs do not change.
     """
-    try:
+    try:  # the [export] extra; without it the file runs as it is
         import onnx
         from onnx import numpy_helper
     except ImportError:
