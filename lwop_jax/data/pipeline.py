@@ -216,34 +216,15 @@ def make_dataset_from_source(
     return dataset
 
 
-def make_train_dataset(
-    labels,
-    images_dir,
-    *,
-    batch_size,
-    crop_size=368,
-    stride=8,
-    sigma=7.0,
-    paf_thickness=1.0,
-    seed=0,
-    augment=True,
-    shuffle=True,
-    process_index=0,
-    process_count=1,
-    start_step=0,
-    num_parallel_calls=None,
-    reduced_decode=True,
-    max_rotate_degree=40.0,
-    skipped_images=None,
-    schema=None,
-    layout=None,
-):
+def make_train_dataset(labels, images_dir, *, batch_size, **settings):
     """Infinite, deterministic training dataset of this host's part of every global batch.
 
     Args:
         labels: list of prepared labels (:func:`lwop_jax.data.coco.prepare_annotations`).
         images_dir: folder of the labels' 'img_paths'.
         batch_size: per-host batch B; a global batch is B * process_count samples.
+        **settings: the keywords of :func:`dataset_with_settings`, which holds their defaults (crop_size
+            368, stride 8, sigma 7, paf_thickness 1, seed 0, process_index/process_count 0/1, ...); among them:
         augment: False -> scale to the label's normalised size, crop centred on objpos, nothing random.
         shuffle: a new permutation of the labels per epoch (deterministic given seed).
         start_step: first global batch to produce; equals dropping that many batches, at no cost.
@@ -263,26 +244,7 @@ def make_train_dataset(
         'heatmaps' (B, S/8, S/8, K + 1) float32, 'pafs' (B, S/8, S/8, 2 L) float32 (coco18: 19, 38),
         'mask' (B, S/8, S/8) float32 (1 = use in the loss).
     """
-    return dataset_with_settings(
-        LabelFileSource(labels, images_dir),
-        batch_size=batch_size,
-        crop_size=crop_size,
-        stride=stride,
-        sigma=sigma,
-        paf_thickness=paf_thickness,
-        seed=seed,
-        augment=augment,
-        shuffle=shuffle,
-        process_index=process_index,
-        process_count=process_count,
-        start_step=start_step,
-        num_parallel_calls=num_parallel_calls,
-        reduced_decode=reduced_decode,
-        max_rotate_degree=max_rotate_degree,
-        skipped_images=skipped_images,
-        schema=schema,
-        layout=layout,
-    )
+    return dataset_with_settings(LabelFileSource(labels, images_dir), batch_size=batch_size, **settings)
 
 
 def dataset_with_settings(
@@ -307,8 +269,8 @@ def dataset_with_settings(
     layout=None,
 ):
     """:func:`make_dataset_from_source` with the sample settings as keywords, as :func:`make_train_dataset`
-    documents them: the one place that turns them into a :class:`SampleConfig` (the JSON and the TFDS
-    sources both come through here)."""
+    documents them: the one place that turns them into a :class:`SampleConfig` and that holds their
+    defaults (the JSON and the TFDS sources both pass their settings through here)."""
     config = SampleConfig(
         crop_size=crop_size,
         stride=stride,
