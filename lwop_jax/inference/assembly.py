@@ -15,17 +15,14 @@ from lwop_jax.schema import KeypointSchema, load_schema
 @dataclass(frozen=True)
 class LimbTables:
     """A schema's grouping as arrays: ``types`` (L, 2) keypoint types a, b and ``channels`` (L, 2) PAF
-    channels x, y of each limb in visiting order; ``completing`` the indices of the completing limbs."""
+    channels x, y of each limb in visiting order; ``completing`` the indices of the completing limbs;
+    ``paired_channels`` whether every limb's (x, y) channels are an aligned pair (2k, 2k + 1)."""
 
     num_keypoints: int
     types: np.ndarray
     channels: np.ndarray
     completing: tuple[int, ...]
-
-    @property
-    def paired_channels(self) -> bool:
-        """Every limb's (x, y) channels are an aligned pair (2k, 2k + 1)."""
-        return bool((self.channels[:, 0] % 2 == 0).all() and (self.channels[:, 1] == self.channels[:, 0] + 1).all())
+    paired_channels: bool
 
 
 @functools.lru_cache
@@ -34,7 +31,9 @@ def limb_tables(schema: KeypointSchema | None = None) -> LimbTables:
     schema = schema or load_schema()
     completing = tuple(i for i, flag in enumerate(schema.completing) if flag)
     check_limb_order(schema.limbs, completing)
-    return LimbTables(schema.num_keypoints, np.asarray(schema.limbs), np.asarray(schema.paf_channels), completing)
+    channels = np.asarray(schema.paf_channels)
+    paired = bool((channels[:, 0] % 2 == 0).all() and (channels[:, 1] == channels[:, 0] + 1).all())
+    return LimbTables(schema.num_keypoints, np.asarray(schema.limbs), channels, completing, paired)
 
 
 def best_first(limb, scores):
@@ -44,8 +43,11 @@ def best_first(limb, scores):
     with tied scores is sorted by the original's own call, whose tie order is its own.
     limb: (N,) sorted; scores: (N,) float64."""
     order = np.lexsort((-scores, limb))
-    tied = (np.diff(scores[order]) == 0) & (np.diff(limb[order]) == 0)
-    for part in np.unique(limb[order][1:][tied]).tolist():
+    sorted_scores, sorted_limbs = scores[order], limb[order]
+    tied = (sorted_scores[1:] == sorted_scores[:-1]) & (sorted_limbs[1:] == sorted_limbs[:-1])
+    if not tied.any():  # the common case, checked first: np.unique costs more than the rest here
+        return order
+    for part in np.unique(sorted_limbs[1:][tied]).tolist():
         start, stop = np.searchsorted(limb, [part, part + 1]).tolist()
         order[start:stop] = start + scores[start:stop].argsort()[::-1]
     return order

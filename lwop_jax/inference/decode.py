@@ -248,7 +248,7 @@ def _valid_limbs(pafs, offsets, xy, paf_at_kpt, min_paf_score, tables):
     tables: the schema's :class:`lwop_jax.inference.assembly.LimbTables`."""
     keypoints = (np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), paf_at_kpt)
     field = _paf_pairs(pafs, tables)
-    counts = np.diff(offsets)
+    counts = offsets[1:] - offsets[:-1]
     sizes = counts[tables.types[:, 0]] * counts[tables.types[:, 1]]
     pairs = _flat_pairs(offsets, np.flatnonzero((sizes > 0) & (sizes <= _FLAT_PAIRS)), tables.types)
     survivors = [pairs] if len(pairs[0]) <= _FEW_PAIRS else []  # few pairs: scoring them is cheapest
@@ -285,7 +285,8 @@ def group_keypoints(all_keypoints, counts, pafs, pose_entry_size=None, min_paf_s
             f'counts must have shape ({tables.num_keypoints},) and sum to '
             f'len(all_keypoints) = {len(all_keypoints)}, got {counts}'
         )
-    offsets = np.concatenate([[0], np.cumsum(counts)])
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
     xy = all_keypoints[:, :2].astype(np.float32)
     rows = xy.astype(np.int64)
     paf_at_kpt = pafs[rows[:, 1], rows[:, 0]]  # (N, 2 L)
