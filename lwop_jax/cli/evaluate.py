@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     scales = coco_eval.MULTISCALE if args.multiscale else (1,)
     # Labels and images are checked first: opening the model may take a conversion.
     dataset = coco_eval.load_annotations(args.labels)
-    coco_eval.locate_images(dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing)
+    present, _ = coco_eval.locate_images(
+        dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing
+    )
     backend = load_backend(
         args.checkpoint_path,
         args.backend,
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         keypoint_schema=args.keypoint_schema,
     )
     if args.compare:
-        return compare(args, backend, dataset)
+        return compare(args, backend, dataset, present)
     result = coco_eval.evaluate_backend(
         backend,
         dataset,
@@ -152,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace, backend, dataset) -> int:
-    """--compare: both models on the same images, the 10 stats side by side and their agreement."""
+def compare(args: argparse.Namespace, backend, dataset, present) -> int:
+    """--compare: both models on the same images (``present``: (image entry, path) pairs), the 10 stats side by
+    side and their agreement."""
     other = load_backend(
         args.compare,
         args.compare_backend,
@@ -161,9 +164,6 @@ def compare(args: argparse.Namespace, backend, dataset) -> int:
         num_refinement_stages=args.num_refinement_stages,
         precision=args.compare_precision,
         keypoint_schema=args.keypoint_schema,
-    )
-    present, _ = coco_eval.locate_images(
-        dataset, args.images_folder, max_images=args.max_images, skip_missing=args.skip_missing
     )
     images = [(entry['id'], path) for entry, path in present]
     comparison = compare_backends(backend, other, images, dataset, progress=not args.no_progress)
