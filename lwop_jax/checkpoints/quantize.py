@@ -51,6 +51,9 @@ from lwop_jax.inference import preprocess
 
 CALIBRATION_HEIGHTS = (('demo', preprocess.DEMO_HEIGHT), ('val', preprocess.VAL_BASE_HEIGHT))
 KEEP_FP32_CHOICES = ('last-heads', 'all-heads', 'none')
+# What each path does, as recorded in the model file's quantization record.
+ONNX_METHOD = 'onnxruntime QDQ U8S8 per-channel MinMax'
+OPENVINO_METHOD = 'NNCF MIXED MinMax, no overflow fix'
 
 
 def calibration_inputs(images) -> list[np.ndarray]:
@@ -137,15 +140,14 @@ def quantize_openvino(fp32_onnx, output_xml, inputs, keep_fp32: list[str], recor
     ``output_xml`` + ``.bin``."""
     import nncf  # the [openvino] extra, with openvino
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     # NNCF sets its logger to INFO when imported: follow lwop_jax's verbosity (quiet unless -v).
     logging.getLogger('nncf').setLevel(logging.getLogger('lwop_jax').getEffectiveLevel())
     # convert_model (the graph export_openvino saves), not read_model: from read_model's graph the CPU plugin
     # ran all 57 quantized convolutions in f32 (53 vs 10 ms per 256x456 input); from this one, 53 in u8.
     model = ov.convert_model(str(fp32_onnx))
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
     ignored = nncf.IgnoredScope(names=list(keep_fp32)) if keep_fp32 else None
     quantized = nncf.quantize(
         model,
@@ -180,6 +182,8 @@ def retag_openvino(xml, output_xml, record: dict) -> pathlib.Path:
 
 __all__ = [
     'KEEP_FP32_CHOICES',
+    'ONNX_METHOD',
+    'OPENVINO_METHOD',
     'calibration_inputs',
     'last_stage_heads',
     'quantize_onnx',

@@ -139,9 +139,7 @@ def quantize_with_gate(
     kept = quantize.last_stage_heads(onnx.load(str(fp32_onnx), load_external_data=False), keep_fp32)
     inputs = quantize.calibration_inputs(calibration.arrays)
     record = {
-        'method': 'onnxruntime QDQ U8S8 per-channel MinMax'
-        if runtime == 'onnxruntime'
-        else 'NNCF MIXED MinMax, no overflow fix',
+        'method': quantize.ONNX_METHOD if runtime == 'onnxruntime' else quantize.OPENVINO_METHOD,
         'calibration_images': len(calibration.images),
         'calibration_inputs': len(inputs),
         'kept_fp32': kept,
