@@ -64,12 +64,15 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.flushed_weights, model = flush_subnormal_initializers(path)
-        try:
-            self.session = ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            raise ModelFileError(f'{path}: ONNX Runtime cannot load this model ({exc})') from exc
+        self.session = _ort_session(path, str(path), options)
         file_metadata = self.session.get_modelmeta().custom_metadata_map
+        self.flushed_weights = 0
+        # lwop_jax's exports (tagged with a precision) hold no subnormal weights: only other files are read
+        # again to look for them, so our own pay no second parse at start-up.
+        if metadata.onnx_precision(file_metadata) is None:
+            self.flushed_weights, model = flush_subnormal_initializers(path)
+            if self.flushed_weights:
+                self.session = _ort_session(path, model, options)
         self.precision = precisions.resolve(path, self.name, precision, metadata.onnx_precision(file_metadata))
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = list(_last_stage_names([o.name for o in self.session.get_outputs()]))
@@ -81,6 +84,14 @@ class OnnxRuntimeBackend:
     def __call__(self, images):
         heatmaps, pafs = self.session.run(self.outputs, {self.input_name: _to_nchw(images)})
         return _to_nhwc(heatmaps), _to_nhwc(pafs)
+
+
+def _ort_session(path, model, options) -> ort.InferenceSession:
+    """ONNX Runtime's CPU session of ``model`` (a path or the model's bytes), read from ``path``."""
+    try:
+        return ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        raise ModelFileError(f'{path}: ONNX Runtime cannot load this model ({exc})') from exc
 
 
 def flush_subnormal_initializers(path) -> tuple[int, str | bytes]:
