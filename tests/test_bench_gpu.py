@@ -8,6 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from flax import nnx
+from float32_bounds import relative_difference_bound
+
+from lwop_jax.model.posenet import PoseNet
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,9 +30,11 @@ def test_smoke_run_measures_every_configuration(tmp_path):
         result = row['result']
         assert result['images_per_s'] > 0 and result['tflops'] > 0 and result['forward_gflop_per_image'] > 0
     # The two formulations compute the same network from the same weights: the same outputs in eval mode, to
-    # float32 rounding (training-mode losses are not comparable: see bench_gpu.eval_output_energy).
+    # float32 rounding (training-mode losses are not comparable: see bench_gpu.eval_output_energy). A sum of
+    # squares moves by twice the outputs' relative difference.
     plain, shifted = (row['result']['eval_output_energy'] for row in sorted(jax_rows, key=lambda r: r['formulation']))
-    assert abs(plain - shifted) <= float32_energy_bound() * plain, (plain, shifted, float32_energy_bound())
+    bound = 2 * relative_difference_bound(PoseNet(1, rngs=nnx.Rngs(0)))
+    assert abs(plain - shifted) <= bound * plain, (plain, shifted, bound)
     torch_row = next(row for row in summary['rows'] if row['framework'] == 'torch')
     if importlib.util.find_spec('torch') is None:
         assert 'torch' in torch_row['error']
@@ -37,27 +43,6 @@ def test_smoke_run_measures_every_configuration(tmp_path):
     if (PROJECT_ROOT.parent / 'shared' / 'data' / 'coco_val_mini').is_dir():
         assert summary['pipeline']['samples_per_s_per_core'] > 0
     assert 'fastest formulation' in done.stdout
-
-
-def float32_energy_bound() -> float:
-    """The relative difference two float32 formulations of the smoke network may show in the sum of squares of
-    its eval-mode outputs, derived rather than measured.
-
-    A float32 sum of n products is off by about sqrt(n) u relative (u = 2^-24, rounding errors of random sign:
-    Higham, Accuracy and Stability of Numerical Algorithms, 2.8). In eval mode BatchNorm is a fixed affine map
-    near the identity at initialisation and ReLU is 1-Lipschitz, so along a path of L convolutions the errors
-    add: L sqrt(n_max) u per output, each formulation; twice that between the two, and twice again for the
-    square. L is bounded by the network's number of convolutions."""
-    import math
-
-    from flax import nnx
-
-    from lwop_jax.model.layers import Conv2d
-    from lwop_jax.model.posenet import PoseNet
-
-    convs = [m for _, m in nnx.iter_modules(PoseNet(1, rngs=nnx.Rngs(0))) if isinstance(m, Conv2d)]
-    fan_in = max(math.prod(conv.kernel.shape[:3]) for conv in convs)
-    return 4 * len(convs) * math.sqrt(fan_in) * 2.0**-24
 
 
 def test_the_pytorch_baseline_is_the_original_network(reference_dir):
