@@ -41,22 +41,38 @@ def test_renumbered_keypoints_decode_to_the_same_people(maps):
     assert people >= 10
 
 
-def test_coco17_decodes_its_own_maps_in_cocos_order(maps):
-    """coco17 channels taken from coco18's maps (the same points, no neck): people come out with 17
-    keypoints that are coco18's (the limbs differ, so only found points are compared)."""
+def coco17_maps_from_coco18(heatmaps, pafs18, channels):
+    """coco17's maps taken from coco18's: its heatmap channels, and for each coco17 limb that coco18 also has
+    that limb's PAF channels (the others stay empty)."""
     coco18, coco17 = load_schema('coco18'), load_schema('coco17')
-    layout = coco18.dataset_layout(COCO_KEYPOINT_NAMES, 'coco')
-    channels = [layout.direct.index(k) for k in range(17)] + [18]
-    heatmaps, pafs18 = maps[3]
-    # coco17 PAFs: each coco17 limb present in coco18 takes its channels, the others stay empty.
     pafs = np.zeros(pafs18.shape[:2] + (coco17.num_pafs,), np.float32)
     for (a, b), (x, y) in zip(coco17.limbs, coco17.paf_channels):
         pair = (channels[a], channels[b])
         if pair in coco18.limbs:
             pafs[..., [x, y]] = pafs18[..., list(coco18.paf_channels[coco18.limbs.index(pair)])]
-    poses = decode(heatmaps[..., channels], pafs, schema=coco17)
-    assert poses.keypoints.shape[1:] == (17, 3) and len(poses) > 0
-    coco, scores = to_coco_keypoints(poses, coco17)
-    assert coco.shape == (len(poses), 51) and scores.shape == (len(poses),)
-    found = poses.keypoints[..., 0] >= 0
-    np.testing.assert_array_equal(coco.reshape(-1, 17, 3)[..., 2], found)
+    return heatmaps[..., channels], pafs
+
+
+def test_coco17_decodes_its_own_maps_in_cocos_order(maps):
+    """coco17 channels taken from coco18's maps (the same points, no neck): people come out with 17
+    keypoints that are coco18's (the limbs differ, so only found points are compared): each coco17 person's
+    found keypoints (position and score) are those of exactly one coco18 person, at the same COCO names."""
+    coco18, coco17 = load_schema('coco18'), load_schema('coco17')
+    layout = coco18.dataset_layout(COCO_KEYPOINT_NAMES, 'coco')
+    channels = [layout.direct.index(k) for k in range(17)] + [18]
+    compared = 0
+    for heatmaps18, pafs18 in maps:
+        poses = decode(*coco17_maps_from_coco18(heatmaps18, pafs18, channels), schema=coco17)
+        assert poses.keypoints.shape[1:] == (17, 3) and len(poses) > 0
+        coco, scores = to_coco_keypoints(poses, coco17)
+        assert coco.shape == (len(poses), 51) and scores.shape == (len(poses),)
+        found = poses.keypoints[..., 0] >= 0
+        np.testing.assert_array_equal(coco.reshape(-1, 17, 3)[..., 2], found)
+        # coco18's people, their keypoints listed in coco17's order (the neck left out).
+        coco18_people = decode(heatmaps18, pafs18).keypoints[:, channels[:17]]
+        for person, person_found in zip(poses.keypoints, found):
+            assert person_found.sum() >= 2  # a person is at least one limb
+            same = [np.array_equal(other[person_found], person[person_found]) for other in coco18_people]
+            assert sum(same) == 1, (person, coco18_people)
+            compared += int(person_found.sum())
+    assert compared >= 100  # measured: 184 keypoints of 49 coco17 people over the four cases
