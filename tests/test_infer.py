@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from lwop_jax.cli import infer
+from lwop_jax.inference import estimator as estimator_module
+from lwop_jax.inference.backends import load_backend
 from lwop_jax.skeleton import KEYPOINT_NAMES
 
 
@@ -193,13 +195,53 @@ def test_pipelined_video_is_the_sequential_one(model, mini_images, tmp_path, cap
 BATCH_ATOL_PX = 1e-3  # measured: 0 (ORT and OpenVINO, batches of 2-4 at 256x384); other CPUs may differ in last bits
 
 
-def test_batch_size_keeps_order_keypoints_and_bad_files(model, mini_images, tmp_path, capfd):
-    """--batch-size 3: images of one padded size go through the network together (40083 and 196141 are
-    both 256x384), the others alone; records in input order as with batch size 1, bad files one line
-    each in their place, the others still done."""
+class RecordingBackend:
+    """The real backend, recording the batch dimension of every network call it gets."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, images):
+        self.batch_sizes.append(images.shape[0])
+        return self.backend(images)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+@pytest.fixture
+def recorded_backends(monkeypatch):
+    """Every backend that a PoseEstimator opens from now on, wrapped in a RecordingBackend (listed here)."""
+    opened = []
+
+    def load_and_record(*args, **kwargs):
+        opened.append(RecordingBackend(load_backend(*args, **kwargs)))
+        return opened[-1]
+
+    monkeypatch.setattr(estimator_module, 'load_backend', load_and_record)
+    return opened
+
+
+# Network calls per run of the folder below: a chunk of N files is read at a time and its good images of
+# one padded size (1 and 2: 256x384) go through the network in one call, in order of first appearance;
+# 0 and 3 have sizes of their own. Files 00-08 hold images [1, 2, 1, 0, 2, 3, 2, 1, 2], 03b is not an image.
+BATCH_CALLS = {
+    '--batch-size 1 --no-pipeline': [1] * 9,
+    # chunks [00 01 02] [03 03b 04] [05 06 07] [08]
+    '--batch-size 3': [3, 1, 1, 1, 2, 1],
+    # chunks [00 01 02 03 03b 04 05 06] [07 08]
+    '--batch-size 8': [5, 1, 1, 2],
+}
+
+
+def test_batch_size_keeps_order_keypoints_and_bad_files(model, mini_images, tmp_path, capfd, recorded_backends):
+    """--batch-size N: images of one padded size go through the network together, N at most in one call
+    (40083 and 196141 are both 256x384), the others alone; records in input order as with batch size 1, bad
+    files one line each in their place, the others still done."""
     folder = tmp_path / 'folder'
     folder.mkdir()
-    order = [0, 1, 2, 1, 2, 3, 2, 1]  # runs of equal shapes, split across chunks of 3
+    order = [1, 2, 1, 0, 2, 3, 2, 1, 2]  # a full chunk of one size, runs split across chunks of 3
     for index, image in enumerate(order):
         shutil.copy(mini_images[image], folder / f'{index:02d}.jpg')
     (folder / '03b.jpg').write_text('not an image')  # in the middle of a chunk
@@ -209,6 +251,8 @@ def test_batch_size_keeps_order_keypoints_and_bad_files(model, mini_images, tmp_
         status, errors = run(model, capfd, '--images', folder, '--json', json_path, *flags)
         assert status == 1 and len(errors) == 1 and '03b.jpg' in errors[0] and 'not an image' in errors[0]
         payloads[' '.join(flags)] = json.loads(json_path.read_text())['images']
+        assert recorded_backends[-1].batch_sizes == BATCH_CALLS[' '.join(flags)]
+    assert len(recorded_backends) == 3
     reference = payloads.pop('--batch-size 1 --no-pipeline')
     assert [os.path.basename(i['file']) for i in reference] == [f'{i:02d}.jpg' for i in range(len(order))]
     assert [len(i['people']) for i in reference] == [[1, 2, 3, 5][i] for i in order]
