@@ -13,6 +13,7 @@ from lwop_jax.checkpoints import metadata, openvino_ir
 from lwop_jax.cli import common
 from lwop_jax.errors import InputFileError
 from lwop_jax.evaluation import gate
+from lwop_jax.schema import load_schema
 
 DESCRIPTION = """Converts a Lightweight OpenPose checkpoint to lwop_jax (orbax), ONNX and OpenVINO IR (no PyTorch).
 
@@ -58,7 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action='store_true',
         help='the checkpoint is MobileNet-v1 ImageNet weights: initialise the backbone only',
     )
-    parser.add_argument('--seed', type=int, default=0, help='initialisation seed for --from-mobilenet')
+    parser.add_argument(
+        '--to-schema',
+        metavar='NAME|FILE',
+        help='transfer the model into this keypoint schema (coco18, coco17, figure or a schema .json): heads '
+        'mapped by the keypoints and limbs the two share, the rest initialised fresh',
+    )
+    parser.add_argument('--seed', type=int, default=0, help='initialisation seed for --from-mobilenet and --to-schema')
     add_precision_arguments(parser)
 
 
@@ -108,6 +115,8 @@ def is_onnx(path) -> bool:
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
+    if args.to_schema and (args.from_mobilenet or is_onnx(args.checkpoint)):
+        return '--to-schema needs a trained checkpoint (.pth, orbax folder, published name), not MobileNet or .onnx'
     if is_onnx(args.checkpoint):
         if args.output or args.from_mobilenet:
             return 'an .onnx input converts to other precisions only: --output and --from-mobilenet need a checkpoint'
@@ -168,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         model = PoseNet(num_refinement_stages=args.num_refinement_stages or 1, rngs=nnx.Rngs(args.seed))
         print(torch_names.init_backbone_from_mobilenet(model, args.checkpoint))
         model.set_training(False)
+    elif args.to_schema:
+        model = to_schema(args)
     else:
         model = orbax_io.load_any(args.checkpoint, num_refinement_stages=args.num_refinement_stages)
     print(model_summary(model))
@@ -185,6 +196,18 @@ def run(args: argparse.Namespace) -> int:
         if direct:
             print(f'ONNX ({precision}): {path}')
         return export_graph(args, path, images, written=direct)
+
+
+def to_schema(args: argparse.Namespace):
+    """The checkpoint (a file, an orbax folder or a published model's name) transferred into --to-schema."""
+    from lwop_jax.checkpoints import transfer  # jax and flax, as run's other conversions
+
+    schema = load_schema(args.to_schema)  # a bad schema file: one line, before any weight is read
+    model, report = transfer.transferred_model(
+        args.checkpoint, schema, seed=args.seed, num_refinement_stages=args.num_refinement_stages
+    )
+    transfer.announce(report)
+    return model
 
 
 def export_graph(args: argparse.Namespace, fp32_onnx: pathlib.Path, images, written: bool = False) -> int:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 
+import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from lwop_jax.checkpoints.orbax_io import load_any
 from lwop_jax.checkpoints.torch_names import init_backbone_from_mobilenet
-from lwop_jax.errors import ModelFileError, TrainingError
+from lwop_jax.checkpoints.transfer import announce, load_source, transfer_weights
+from lwop_jax.errors import TrainingError
 from lwop_jax.model.layers import CONV_FORMULATIONS
 from lwop_jax.model.posenet import PoseNet
-from lwop_jax.model.variables import assign, model_size, variables
+from lwop_jax.model.variables import model_size
 from lwop_jax.training.data import schema_of
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
     if config.init_from and config.from_mobilenet:
         logger.info(init_backbone_from_mobilenet(model, config.init_from))
     elif config.init_from:
-        init_weights_from(model, config.init_from)
+        init_weights_from(model, config.init_from, config.get('init_keypoint_matches', ()))
     elif config.from_mobilenet:
         raise TrainingError('from_mobilenet=True needs init_from = the MobileNet ImageNet file')
     return model
@@ -54,25 +54,23 @@ def network_size(config) -> dict:
     return model_size(config) | {'num_heatmaps': schema.num_heatmaps, 'num_pafs': schema.num_pafs}
 
 
-def init_weights_from(model: PoseNet, path) -> None:
-    """Weights (only) from a torch .pth or an orbax checkpoint, as the original ``--weights-only``.
+def init_weights_from(model: PoseNet, path, keypoint_matches=()) -> None:
+    """Weights (only) from a torch .pth, an orbax checkpoint or a published model by name, as the original
+    ``--weights-only``; a source of another keypoint schema goes through the schema transfer
+    (:mod:`lwop_jax.checkpoints.transfer`, with ``keypoint_matches``), which prints what it mapped.
 
     Refinement stages the source lacks keep their initialisation (stage 3 of the recipe adds two);
-    extra source stages are ignored. Anything else missing or mis-shaped is an error (the original only
-    warned).
+    extra source stages are ignored. Anything else missing, or another backbone size, is an error (the
+    original only warned).
     """
-    source = load_any(path)
-    target = variables(model)
-    arrays = {key: np.asarray(var.get_value()) for key, var in variables(source).items() if key in target}
-    missing = sorted(set(target) - set(arrays))
-    not_stages = [key for key in missing if not key.startswith('refinement_stages.')]
-    if not_stages:
-        raise ModelFileError(f'{path}: lacks {not_stages[:8]} ({len(not_stages)} tensors)')
-    assign(model, arrays, str(path), strict=False)
-    new_stages = sorted({'.'.join(key.split('.')[:2]) for key in missing})
+    report = transfer_weights(model, load_source(path), str(path), keypoint_matches)
+    if report.mapping.source != report.mapping.target:
+        if jax.process_index() == 0:  # one line per run, not per host
+            announce(report)
+        return
     logger.info(
         'initialised %d tensors from %s%s',
-        len(arrays),
+        report.initialised,
         path,
-        f'; {", ".join(new_stages)} keep their initialisation' if new_stages else '',
+        f'; {", ".join(report.new_stages)} keep their initialisation' if report.new_stages else '',
     )
