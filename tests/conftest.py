@@ -16,8 +16,27 @@ _SKIP_REASON = (
 )
 
 
+# Fixtures that read ../shared: a test using one (directly or through another fixture) needs the folder.
+SHARED_FIXTURES = {'reference_dir', 'coco_mini_dir', 'overfit_onnx'}
+
+
+def in_ci() -> bool:
+    """CI=true (what CI services set; .ci/run sets it too): there, tests must not skip for a missing ../shared."""
+    return os.environ.get('CI', '').strip().lower() in ('true', '1', 'yes')
+
+
+def missing_shared_message(path, tests: int | None = None) -> str:
+    needing = f'{tests} selected tests need' if tests is not None else 'this test needs'
+    return (
+        f'CI=true and {path} is missing: {needing} the reference fixtures of the original implementation, '
+        'and CI must run them, not skip them (point LWOP_SHARED at the shared folder)'
+    )
+
+
 def _require(path):
     if not path.exists():
+        if in_ci():
+            pytest.fail(missing_shared_message(path), pytrace=False)
         pytest.skip(f'{_SKIP_REASON}: {path} not found')
     return path
 
@@ -53,7 +72,14 @@ def overfit_onnx(reference_dir, model_cache):
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that compare with the original's fixtures are marked ``parity`` (``-m parity`` runs them)."""
+    """Tests that compare with the original's fixtures are marked ``parity`` (``-m parity`` runs them). In CI,
+    a missing ../shared stops the run here with one line, before any test runs."""
+    needing_shared = 0
     for item in items:
-        if {'reference_dir', 'overfit_onnx'} & set(getattr(item, 'fixturenames', ())):
+        fixtures = set(getattr(item, 'fixturenames', ()))
+        if {'reference_dir', 'overfit_onnx'} & fixtures:
             item.add_marker(pytest.mark.parity)
+        needing_shared += bool(SHARED_FIXTURES & fixtures)
+    missing = next((path for path in (REFERENCE, COCO_MINI) if not path.exists()), None)
+    if in_ci() and needing_shared and missing is not None:
+        raise pytest.UsageError(missing_shared_message(missing, needing_shared))
