@@ -31,6 +31,7 @@ LAYERS = (
     ('lwop_jax.inference.backends', 'lwop_jax.inference.estimator', 'lwop_jax.inference'),
     ('lwop_jax.evaluation',),
     ('lwop_jax.training',),
+    ('lwop_jax.serve',),  # the ASGI app over the estimator (DESIGN.md: above inference, below cli)
     ('lwop_jax.demo', 'lwop_jax.configs'),
     ('lwop_jax.cli', 'lwop_jax.__main__'),
 )
@@ -50,6 +51,11 @@ OPTIONAL = {
     'onnx',
     'ml_collections',
     'ml_dtypes',
+    'starlette',  # the serve extra
+    'uvicorn',
+    'prometheus_client',
+    'python_multipart',
+    'websockets',
 }
 
 
