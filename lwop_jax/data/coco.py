@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lwop_jax.data.coco_flavours import annotation_area, other_category_ids
 from lwop_jax.errors import InputFileError
 from lwop_jax.schema import DatasetLayout, load_schema
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, NUM_COCO_KEYPOINTS
@@ -155,7 +156,7 @@ def dataset_keypoint_names(coco, where) -> tuple[str, ...]:
 
 
 def _check_person_annotation(annotation, where, num_dataset_keypoints=NUM_COCO_KEYPOINTS):
-    missing = [key for key in ('keypoints', 'num_keypoints', 'bbox', 'area') if key not in annotation]
+    missing = [key for key in ('keypoints', 'num_keypoints', 'bbox') if key not in annotation]
     if missing:
         raise InputFileError(
             f'{where}: annotation {annotation.get("id", "?")} has no {missing}: '
@@ -174,13 +175,16 @@ def group_annotations_per_image(coco, source=None, num_dataset_keypoints=NUM_COC
     Returns {image_id: (persons, crowd_segmentations)} in order of each image's first person:
     persons = non-crowd annotations with num_keypoints != 0, in file order; crowd_segmentations =
     the ``segmentation`` of every crowd annotation of that image (images without persons are
-    dropped, as in the original).
+    dropped, as in the original; annotations of categories without keypoints are skipped, see coco_flavours).
     """
     where = source or 'COCO annotations'
     annotations = _required_list(coco, 'annotations', where)
     per_image = {}
     crowd = {}
+    others = other_category_ids(coco)
     for annotation in annotations:
+        if annotation.get('category_id') in others:
+            continue
         if 'image_id' not in annotation:
             raise InputFileError(f"{where}: annotation {annotation.get('id', '?')} has no 'image_id'")
         if annotation.get('iscrowd', 0):
@@ -202,7 +206,7 @@ def _bbox_center(bbox):
 
 
 def _is_main_candidate(annotation, used_keypoints):
-    return _labelled(annotation, used_keypoints) >= MIN_MAIN_KEYPOINTS and annotation['area'] >= MIN_MAIN_AREA
+    return _labelled(annotation, used_keypoints) >= MIN_MAIN_KEYPOINTS and annotation_area(annotation) >= MIN_MAIN_AREA
 
 
 def _labelled(annotation, used_keypoints) -> int:
@@ -226,7 +230,7 @@ def _prepare_other(annotation, net_input_size):
     return {
         'objpos': _bbox_center(annotation['bbox']),
         'bbox': annotation['bbox'],
-        'segment_area': annotation['area'],
+        'segment_area': annotation_area(annotation),
         'scale_provided': annotation['bbox'][3] / net_input_size,
         'num_keypoints': annotation['num_keypoints'],
         'keypoints': prepare_keypoints(annotation['keypoints']),
@@ -269,13 +273,8 @@ def prepare_annotations(coco, net_input_size=368, source=None, schema=None):
         if image_id not in images:
             raise InputFileError(f"{where}: annotations refer to image id {image_id}, absent from 'images'")
         image = images[image_id]
-        previous_mains = []
-        for annotation in persons:
-            if not _is_main_candidate(annotation, None if len(used) == len(names) else used):
-                continue
+        for annotation in main_persons(persons, None if len(used) == len(names) else used):
             center = _bbox_center(annotation['bbox'])
-            if _is_close_to_previous(center, previous_mains):
-                continue
             label = {
                 'img_paths': image['file_name'],
                 'img_width': image['width'],
@@ -283,7 +282,7 @@ def prepare_annotations(coco, net_input_size=368, source=None, schema=None):
                 'objpos': center,
                 'image_id': image_id,
                 'bbox': annotation['bbox'],
-                'segment_area': annotation['area'],
+                'segment_area': annotation_area(annotation),
                 'scale_provided': annotation['bbox'][3] / net_input_size,
                 'num_keypoints': annotation['num_keypoints'],
                 'segmentations': list(crowd_segmentations),
@@ -295,8 +294,21 @@ def prepare_annotations(coco, net_input_size=368, source=None, schema=None):
                 ],
             }
             prepared.append(label)
-            previous_mains.append((center[0], center[1], annotation['bbox'][2]))
     return prepared
+
+
+def main_persons(persons, used_keypoints=None):
+    """The persons of one image that become the main person of a label, in order (the selection that
+    :func:`prepare_annotations` describes; ``used_keypoints`` None: count the annotation's num_keypoints)."""
+    previous_mains = []
+    for annotation in persons:
+        if not _is_main_candidate(annotation, used_keypoints):
+            continue
+        center = _bbox_center(annotation['bbox'])
+        if _is_close_to_previous(center, previous_mains):
+            continue
+        previous_mains.append((center[0], center[1], annotation['bbox'][2]))
+        yield annotation
 
 
 # ----------------------------------------------------------------------------------- crowd mask
