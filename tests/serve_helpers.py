@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -65,13 +66,15 @@ class Server:
         return self.process.wait(timeout)
 
 
-def start_server(model, logs: pathlib.Path, *flags) -> Server:
+def start_server(model, logs: pathlib.Path, *flags, env: dict | None = None) -> Server:
     """``lwop serve --checkpoint-path model --port 0 *flags``; returns once it announced its address."""
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / 'stdout.log', logs / 'stderr.log'
     command = [sys.executable, '-m', 'lwop_jax', 'serve', '--checkpoint-path', str(model), '--port', '0']
     with stdout.open('w') as out, stderr.open('w') as err:
-        process = subprocess.Popen([*command, *map(str, flags)], stdout=out, stderr=err)
+        process = subprocess.Popen(
+            [*command, *map(str, flags)], stdout=out, stderr=err, env={**os.environ, **(env or {})}
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         for line in stdout.read_text().splitlines():

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         num_refinement_stages=args.num_refinement_stages,
         drain_timeout=args.drain_timeout,
     )
+    warning = open_service_warning(args.host, settings.api_key)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     service = Service.load(settings)
     estimator = service.estimator
     print(
@@ -88,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
         f'{args.workers} workers x {threads} threads, queue {args.max_queue}',
         flush=True,
     )
-    warning = open_service_warning(args.host, settings.api_key)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
     serve(service, args.host, args.port, verbose=args.verbose)
     return 0
 

@@ -38,7 +38,7 @@ class DrainingServer(uvicorn.Server):
         if self.drain_started is None:
             self.drain_started = time.monotonic()
             self.service.draining = True
-            logger.warning('lwop serve: draining (%d requests in flight)', self.service.in_flight)
+            logger.warning('draining: %d requests in flight finish, new ones get 503', self.service.in_flight)
         else:
             self.should_exit = True
             self.force_exit = sig == signal.SIGINT

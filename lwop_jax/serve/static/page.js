@@ -16,8 +16,10 @@ const page = {
   model: null,      // GET /v1/model: limbs and colours of the schema
   socket: null,
   source: null,     // 'camera', 'video' or 'image'
-  inFlight: false,
+  inFlight: false,  // a frame sent and not answered yet
   sentAt: 0,
+  sentSource: null,
+  image: null,      // an image file waiting for the frame in flight to be answered
   answered: [],     // times of the last answers, for fps
 };
 
@@ -105,10 +107,18 @@ function send() {
   if (!page.socket || page.inFlight) return;
   page.inFlight = true;
   page.sentAt = performance.now();
+  page.sentSource = page.source;
   grab.toBlob((blob) => {
     if (blob && page.socket) page.socket.send(blob);
     else page.inFlight = false;
   }, 'image/jpeg', JPEG_QUALITY);
+}
+
+function sendImage() {
+  if (!page.image || page.inFlight) return;
+  capture(page.image, page.image.width, page.image.height);
+  page.image = null;
+  send();
 }
 
 function pump() {
@@ -136,9 +146,8 @@ async function startFile(file) {
   if (file.type.startsWith('image/')) {
     if (!(await start('image'))) return;
     try {
-      const bitmap = await createImageBitmap(file);
-      capture(bitmap, bitmap.width, bitmap.height);
-      send();
+      page.image = await createImageBitmap(file);
+      sendImage();
     } catch (error) {
       stop(`${file.name}: ${error.message}`);
     }
@@ -161,8 +170,13 @@ function answer(record) {
   page.inFlight = false;
   if (record.error) {  // one frame refused (busy, bad frame): say so and go on with the next
     $('message').textContent = `frame ${record.index}: ${record.error}`;
-    return;
+  } else {
+    show(record);
   }
+  sendImage();
+}
+
+function show(record) {
   const now = performance.now();
   page.answered.push(now);
   while (page.answered.length && now - page.answered[0] > 1000) page.answered.shift();
@@ -174,6 +188,7 @@ function answer(record) {
   $('message').textContent = '';
   draw(record);
   document.body.dataset.people = String(record.people.length);
+  document.body.dataset.source = page.sentSource;
   document.body.dataset.frames = String(Number(document.body.dataset.frames) + 1);
 }
 
