@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from lwop_jax import __version__
-from lwop_jax.cli import common, convert, demo, evaluate, infer, serve, synthetic, train
+from lwop_jax.cli import common, convert, data, demo, evaluate, infer, serve, synthetic, train
 
 COMMANDS = {
     'infer': infer,
@@ -19,6 +19,7 @@ COMMANDS = {
     'convert': convert,
     'demo': demo,
     'synthetic': synthetic,
+    'data': data,
     'serve': serve,
 }
 
