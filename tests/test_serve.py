@@ -5,8 +5,10 @@ the bounded queue counted by /metrics, and the WebSocket stream tracked as `lwop
 import json
 import os
 import pathlib
+import socket
 import struct
 import threading
+import time
 import uuid
 import zlib
 
@@ -37,7 +39,7 @@ def server(overfit_onnx, tmp_path_factory):
     running = start_server(
         overfit_onnx,
         tmp_path_factory.mktemp('serve'),
-        '--workers', '2', '--max-queue', '4', '--threads', '1', '--max-body-mb', MAX_BODY_MB,
+        '--workers', '2', '--max-queue', '4', '--threads', '1', '--max-body-mb', MAX_BODY_MB, '--body-timeout', 3,
     )  # fmt: skip
     yield running
     stop_server(running)
@@ -165,6 +167,24 @@ def test_bad_inputs_get_their_status_and_one_line(server, mini_images):
     chunks = (bytes(64 * 1024) for _ in range(MAX_BODY_MB * 16 + 2))
     status, headers, answer = server.post_image(chunks)  # http.client sends an iterator chunked
     assert_one_line_error(status, headers, answer, 413, 'chunked')
+    assert server.alive()
+
+
+def test_slow_body_times_out(server):
+    """A client that declares 1000 bytes and sends 10 is answered 408 after --body-timeout (3 s)."""
+    with socket.create_connection((server.host, server.port), timeout=60) as client:
+        client.sendall(
+            b'POST /v1/poses HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n'
+        )
+        client.sendall(b'\xff\xd8' + bytes(8))
+        start = time.monotonic()
+        answer = client.recv(65536)
+        waited = time.monotonic() - start
+        while not answer.endswith(b'}'):  # the head and the body may come in two reads
+            answer += client.recv(65536)
+    assert 2.5 < waited < 30
+    head, _, body = answer.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 408 ') and json.loads(body) == {'error': 'the body did not arrive within 3 s'}
     assert server.alive()
 
 

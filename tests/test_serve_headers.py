@@ -177,3 +177,16 @@ def test_network_size_counts_both_orientations():
     tall = read_header(png_claiming(400, 8000))
     with pytest.raises(limits.RequestError):
         limits.check_network_size(tall, 1024)  # EXIF may turn it on its side
+
+
+def test_openapi_lists_every_route():
+    from lwop_jax.serve.app import create_app
+    from lwop_jax.serve.openapi import OPENAPI
+
+    paths = {route.path for route in create_app(service=None).routes}  # the routes only: no service needed
+    assert paths - {'/static/page.js', '/static/page.css'} == set(OPENAPI['paths'])
+    for methods in OPENAPI['paths'].values():
+        for method in methods.values():
+            for status, answer in method['responses'].items():
+                if status[0] in '45':
+                    assert answer['content']['application/json']['schema'] == {'$ref': '#/components/schemas/Error'}

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-body-mb', type=float, default=10.0, help='largest body in MB (default 10)')
     parser.add_argument('--max-pixels', type=float, default=40e6, help='largest image in pixels (default 40e6)')
     parser.add_argument(
+        '--body-timeout', type=float, default=30.0, help='seconds a request body may take to arrive (default 30)'
+    )
+    parser.add_argument(
         '--max-connections', type=int, default=64, help='requests and streams handled at once (default 64)'
     )
     parser.add_argument(
@@ -48,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
-    positive = ('workers', 'max_body_mb', 'max_pixels', 'max_connections', 'height_size')
+    positive = ('workers', 'max_body_mb', 'max_pixels', 'body_timeout', 'max_connections', 'height_size')
     for name in positive:
         if getattr(args, name) <= 0:
             return f'--{name.replace("_", "-")} must be positive, got {getattr(args, name)}'
@@ -72,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         threads=threads,
         max_queue=args.max_queue,
         max_connections=args.max_connections,
-        limits=Limits(max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=int(args.max_pixels)),
+        limits=Limits(
+            max_body_bytes=int(args.max_body_mb * 2**20),
+            max_pixels=int(args.max_pixels),
+            body_timeout_s=args.body_timeout,
+        ),
         api_key=args.api_key or None,
         net_height=args.height_size,
         backend=args.backend,

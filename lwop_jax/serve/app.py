@@ -10,6 +10,7 @@ is written out in :mod:`lwop_jax.serve.openapi`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from importlib import resources
@@ -64,17 +65,21 @@ async def poses(request: Request) -> Response:
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
-    """The body, refused (413) as soon as it is declared or grows past the limit: never more in memory."""
+    """The body, refused (413) as soon as it is declared or grows past the limit: never more in memory; 408
+    when it takes longer than ``limits.body_timeout_s`` (a slow sender would hold one of --max-connections)."""
     declared = request.headers.get('content-length', '')
     if declared.isdigit():
         limits.check_body_size(int(declared))
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            limits.check_body_size(len(body))
+        async with asyncio.timeout(limits.body_timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                limits.check_body_size(len(body))
     except ClientDisconnect as exc:  # nobody is left to read the answer; it is counted all the same
         raise RequestError(400, 'the client disconnected before sending the whole body') from exc
+    except TimeoutError as exc:
+        raise RequestError(408, f'the body did not arrive within {limits.body_timeout_s:g} s') from exc
     return bytes(body)
 
 

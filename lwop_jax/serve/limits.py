@@ -40,6 +40,7 @@ class RequestError(Exception):
 class Limits:
     max_body_bytes: int = 10 * 2**20
     max_pixels: int = 40_000_000
+    body_timeout_s: float = 30.0  # the whole body must arrive within this
 
     def check_body_size(self, size: int) -> None:
         if size > self.max_body_bytes:

@@ -62,6 +62,7 @@ OPENAPI = {
                     '200': _json('the people found', {'$ref': '#/components/schemas/ImageRecord'}),
                     '400': _error('empty, truncated, damaged, not an image, too small, or a bad height_size'),
                     '401': UNAUTHORIZED,
+                    '408': _error('the body took too long to arrive'),
                     '413': _error('too many bytes, pixels, or network input pixels'),
                     '415': _error('a content type the service does not take'),
                     '503': BUSY,

@@ -87,6 +87,8 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(service: Service, host: str, port: int, verbose: bool = False, announce=print) -> None:
     """Binds host:port, announces the address (one line), and serves until SIGTERM/SIGINT have drained."""
     quiet_opencv()  # a damaged upload is answered by us, in one line; OpenCV's own warnings are noise
+    if not verbose:  # it logs a warning per malformed form: clients could fill the log at will
+        logging.getLogger('python_multipart').setLevel(logging.ERROR)
     sock = listen(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
