@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 from types import ModuleType
@@ -18,6 +19,7 @@ from types import ModuleType
 from tqdm import tqdm
 
 from lwop_jax.checkpoints.metadata import PRECISIONS
+from lwop_jax.cli.extras import missing_extra
 from lwop_jax.errors import LwopError
 from lwop_jax.inference.backends import BACKENDS
 
@@ -103,14 +105,38 @@ def report_error(message: str) -> None:
     tqdm.write(f'error: {message}', file=sys.stderr)
 
 
+def start_processes_without_fork() -> None:
+    """Child processes start from a fork server (Python 3.14's default on Linux), not by forking this process.
+
+    Why: a command loads JAX, whose threads make a fork unsafe (JAX warns on every fork: "os.fork() was called
+    ... deadlock"), then calls libraries that start processes. OpenVINO's telemetry (openvino_telemetry: events
+    on ``import openvino``, on each model conversion, and NNCF's) sends each event from a
+    ``multiprocessing.Process`` of the default context: a fork, on Linux up to Python 3.13. The fork server is
+    a fresh single-threaded interpreter that forks the children instead. A start method already in use (by a
+    program that calls these commands in-process) is left alone: its processes may rely on fork.
+    """
+    if multiprocessing.get_start_method(allow_none=True) is None and (
+        'forkserver' in multiprocessing.get_all_start_methods()
+    ):
+        multiprocessing.set_start_method('forkserver')
+
+
 def run_command(command: ModuleType, args: argparse.Namespace) -> int:
-    """Runs a parsed command: an LwopError (or an OSError) is one line and exit status 1; other exceptions
-    are bugs and keep their traceback."""
+    """Runs a parsed command: an LwopError (or an OSError) is one line and exit status 1, and so is an
+    optional dependency that is not installed (the line names the extra to install); other exceptions are
+    bugs and keep their traceback."""
     set_verbosity(getattr(args, 'verbose', False))
+    start_processes_without_fork()
     try:
         return int(command.run(args) or 0)
     except (LwopError, OSError) as exc:  # OSError: an output that cannot be written (its message names it)
         report_error(str(exc))
+        return 1
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc, command.__name__.rpartition('.')[2])
+        if message is None:
+            raise
+        report_error(message)
         return 1
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
