@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import tempfile
@@ -37,7 +36,7 @@ too much (--min-agreement, and --max-ap-drop with --calibration-labels):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('checkpoint', help='torch .pth / .pth.tar file, or an lwop_jax orbax checkpoint folder')
-    parser.add_argument('--output', help='folder for the orbax checkpoint (required for torch inputs)')
+    parser.add_argument('--output', help='write an orbax checkpoint into this folder')
     parser.add_argument('--onnx', help='also export ONNX to this file')
     parser.add_argument('--openvino', help='also export OpenVINO IR into this folder')
     parser.add_argument(
@@ -122,8 +121,8 @@ def check_arguments(args: argparse.Namespace) -> str | None:
             return 'an .onnx input converts to other precisions only: --output and --from-mobilenet need a checkpoint'
         if not (args.onnx or args.openvino):
             return 'an .onnx input needs --onnx FILE or --openvino DIR'
-    elif not args.output and not os.path.isdir(args.checkpoint):
-        return '--output DIR is required to convert a torch checkpoint'
+    elif not (args.output or args.onnx or args.openvino):
+        return 'nothing to write: give --output DIR (orbax), --onnx FILE or --openvino DIR'
     if args.precision != 'fp32' and not (args.onnx or args.openvino):
         return '--precision applies to the exports: give --onnx FILE or --openvino DIR'
     if args.precision != 'int8' and (args.calibration_images or args.calibration_labels):
