@@ -3,6 +3,7 @@ behind the accuracy gate, and one line per bad input. Real ONNX Runtime, OpenVIN
 
 import collections
 import json
+import math
 import re
 import shutil
 
@@ -11,9 +12,11 @@ import numpy as np
 import onnx
 import openvino as ov
 import pytest
+from float32_bounds import UNIT_ROUNDOFF
 
 from lwop_jax.checkpoints import metadata
 from lwop_jax.cli import convert, evaluate, infer
+from lwop_jax.cli import main as lwop
 from lwop_jax.errors import AccuracyGateError, ModelFileError
 from lwop_jax.evaluation import gate
 from lwop_jax.evaluation.agreement import Agreement, pose_oks
@@ -21,6 +24,9 @@ from lwop_jax.evaluation.compare import compare_backends, labelled_images
 from lwop_jax.inference import backends, precision
 from lwop_jax.inference.estimator import PoseEstimator
 
+# OpenVINO's telemetry sends events from forked processes (on import, on each conversion); in this pytest process,
+# where JAX is loaded, each fork warns. `lwop` itself starts them from a fork server: tests/test_convert_cli.py.
+pytestmark = pytest.mark.filterwarnings('ignore:os.fork\\(\\) was called:RuntimeWarning')
 CPU_HAS_BF16 = precision.openvino_bf16_available(ov.Core())
 SMALL = np.random.default_rng(0).normal(0, 0.25, (1, 64, 96, 3)).astype(np.float32)  # a small network input
 
@@ -119,7 +125,53 @@ def bf16_files(overfit_onnx, tmp_path_factory):
     return out
 
 
+BF16_UNIT_ROUNDOFF = 2.0**-8  # bfloat16 keeps 8 significant bits: round to nearest is off by at most 2^-8
+
+
+def conv_chain(model: onnx.ModelProto) -> tuple[int, int, int]:
+    """(convolutions on the longest path from the input to an output, largest fan-in, number of convolutions)
+    of an ONNX graph."""
+    model = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    depth: dict[str, int] = {}
+    convs = [node for node in model.graph.node if node.op_type == 'Conv']
+    for node in model.graph.node:  # ONNX nodes come in topological order
+        longest = max((depth.get(name, 0) for name in node.input), default=0) + (node.op_type == 'Conv')
+        depth.update((name, longest) for name in node.output)
+    fan_in = max(math.prod(shapes[node.input[1]][1:]) for node in convs)
+    return max(depth[output.name] for output in model.graph.output), fan_in, len(convs)
+
+
+def rounding_bounds(model: onnx.ModelProto) -> tuple[float, float]:
+    """(how far two float32 computations of ``model`` may differ, how far a bf16 one may be from a float32 one),
+    each relative to an output's largest magnitude.
+
+    float32: tests/float32_bounds.py's argument, 2 L sqrt(n) 2^-24 (a sum of n products is off by about
+    sqrt(n) u, errors add along a path of L convolutions). bf16: OpenVINO rounds each convolution's inputs and
+    weights to bf16 and accumulates in f32. Rounding two factors makes each product off by at most 2 u,
+    u = 2^-8; with random signs the sum's error grows as sqrt(n) like the sum itself, so it stays 2 u of the
+    sum's scale, plus the f32 accumulation's sqrt(n) 2^-24. Along L convolutions: L (2 u + sqrt(n) 2^-24),
+    and the float32 reference's own L sqrt(n) 2^-24 on top.
+    """
+    depth, fan_in, _ = conv_chain(model)
+    float32 = 2 * depth * math.sqrt(fan_in) * UNIT_ROUNDOFF
+    return float32, depth * 2 * BF16_UNIT_ROUNDOFF + float32
+
+
+def convolution_precisions(backend) -> collections.Counter:
+    """How many convolutions the CPU plugin runs at each precision (the compiled model's own record)."""
+    runtime = [op.get_rt_info() for op in backend.compiled.get_runtime_model().get_ordered_ops()]
+    return collections.Counter(
+        info['runtimePrecision'].astype(str) for info in runtime if info['layerType'].astype(str) == 'Convolution'
+    )
+
+
 def test_bf16_tags_round_trip_and_openvino_runs_bf16(bf16_files, overfit_onnx, capfd):
+    """Where the CPU has bf16, the compiled model computes every convolution in bf16 and its outputs differ
+    from fp32 by more than any two float32 computations can, and by less than bf16 rounding can (see
+    :func:`rounding_bounds`: about 2e-4 and 0.41 of an output's scale for this network). Elsewhere: fp32, a
+    warning line, and float32 outputs."""
     assert {p.key: p.value for p in onnx.load(str(bf16_files / 'lwop.onnx')).metadata_props}[
         metadata.PRECISION_KEY
     ] == 'bf16'
@@ -127,14 +179,32 @@ def test_bf16_tags_round_trip_and_openvino_runs_bf16(bf16_files, overfit_onnx, c
     assert metadata.openvino_precision(ov.Core().read_model(str(xml))) == 'bf16'
     capfd.readouterr()
     bf16 = backends.load_backend(xml, threads=2)  # the file's tag
-    assert bf16.precision == ('bf16' if CPU_HAS_BF16 else 'fp32')
+    warnings = err_lines(capfd)
     fp32 = backends.load_backend(xml, threads=2, precision='fp32')
-    assert fp32.precision == 'fp32'
     reference = backends.load_backend(overfit_onnx, threads=2)
-    assert reference.precision == 'fp32'
+    assert fp32.precision == reference.precision == 'fp32'
+    float32_bound, bf16_bound = rounding_bounds(onnx.load(str(overfit_onnx)))
+    convolutions = conv_chain(onnx.load(str(overfit_onnx)))[2]
+    assert fp32.compiled.get_property('INFERENCE_PRECISION_HINT') == ov.Type.f32
+    assert convolution_precisions(fp32) == {'f32': convolutions}
+    if CPU_HAS_BF16:
+        assert bf16.precision == 'bf16' and not warnings
+        assert bf16.compiled.get_property('INFERENCE_PRECISION_HINT') == ov.Type.bf16
+        assert convolution_precisions(bf16) == {'bf16': convolutions}
+    else:
+        assert bf16.precision == 'fp32'
+        assert warnings == [
+            f'warning: {xml}: this CPU has no bf16 (OpenVINO OPTIMIZATION_CAPABILITIES lacks BF16); running fp32'
+        ]
+        assert convolution_precisions(bf16) == {'f32': convolutions}
     for ours, ref, fp in zip(bf16(SMALL), reference(SMALL), fp32(SMALL)):
-        np.testing.assert_allclose(fp, ref, atol=1e-4)  # fp32 stays exact
-        assert np.abs(ours - ref).max() < 0.1 * np.abs(ref).max()  # bf16: about 3 significant digits
+        scale = np.abs(ref).max()
+        assert np.abs(fp - ref).max() <= float32_bound * scale  # fp32 stays float32
+        difference = np.abs(ours - ref).max()
+        if CPU_HAS_BF16:
+            assert float32_bound * scale < difference <= bf16_bound * scale, (difference / scale, float32_bound)
+        else:
+            assert difference <= float32_bound * scale
     # ONNX Runtime has no bf16 mode: the bf16-tagged ONNX runs fp32, with one warning line.
     capfd.readouterr()
     assert backends.load_backend(bf16_files / 'lwop.onnx', threads=2).precision == 'fp32'
@@ -161,10 +231,14 @@ def int8_files(overfit_onnx, coco_mini_dir, tmp_path_factory):
     """The overfit model quantized for both runtimes on two labelled mini images, through the CLI."""
     out = tmp_path_factory.mktemp('int8')
     argv = [str(overfit_onnx), '--onnx', str(out / 'int8.onnx'), '--openvino', str(out / 'ir'), '--precision', 'int8']
-    argv += ['--calibration-images', str(coco_mini_dir / 'val2017'), '--max-calibration-images', '2']
-    argv += ['--calibration-labels', str(coco_mini_dir / 'person_keypoints_val2017_mini.json'), '--threads', '2']
-    assert convert.main(argv) == 0
+    assert convert.main(argv + mini_calibration(coco_mini_dir)) == 0
     return out
+
+
+def mini_calibration(coco_mini_dir) -> list[str]:
+    """Calibration on two labelled COCO mini images (the int8 gate also compares AP)."""
+    argv = ['--calibration-images', str(coco_mini_dir / 'val2017'), '--max-calibration-images', '2']
+    return argv + ['--calibration-labels', str(coco_mini_dir / 'person_keypoints_val2017_mini.json'), '--threads', '2']
 
 
 @pytest.mark.slow
@@ -237,6 +311,83 @@ def test_gate_refuses_a_model_calibrated_on_a_blank_image(overfit_onnx, coco_min
     with pytest.raises(AccuracyGateError, match=r'out.onnx: int8 model refused, nothing written: keypoint agreement'):
         gate.check_gate(comparison, 'out.onnx', gate.MIN_AGREEMENT, gate.MAX_AP_DROP)
     assert comparison.agreement.value < gate.MIN_AGREEMENT and comparison.ap_drop > 0.5
+
+
+# -- the int8 gate through `lwop convert`: refusals --------------------------------------------------------
+
+GATE_OUTPUTS = {'onnxruntime': ('--onnx', 'int8.onnx'), 'openvino': ('--openvino', 'ir')}
+NUMBER = r'(-?\d+\.\d+)'
+
+
+def gate_record(int8_files, runtime: str) -> dict:
+    """What the accepted int8 model of ``runtime`` reached on the mini calibration (its file's gate record)."""
+    if runtime == 'onnxruntime':
+        entries = {p.key: p.value for p in onnx.load(str(int8_files / 'int8.onnx')).metadata_props}
+        return json.loads(entries[metadata.QUANTIZATION_KEY])['gate']
+    ir = ov.Core().read_model(str(next((int8_files / 'ir').glob('*.xml'))))
+    return metadata.openvino_quantization(ir)['gate']
+
+
+def refusal(runtime: str, argv: list[str], tmp_path, capfd) -> str:
+    """``lwop convert ARGV`` quantizing for ``runtime``: exit status 1, one error line, no model written.
+    Returns what the line says after 'int8 model refused, nothing written: '."""
+    flag, name = GATE_OUTPUTS[runtime]
+    target = tmp_path / name
+    capfd.readouterr()
+    assert lwop.main(['convert', *argv, flag, str(target), '--precision', 'int8']) == 1
+    lines = [line for line in err_lines(capfd) if 'Statistics collection' not in line]
+    prefix = f'error: {target}: int8 model refused, nothing written: '
+    assert len(lines) == 1 and lines[0].startswith(prefix), lines
+    assert not target.exists()
+    return lines[0][len(prefix) :]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('runtime', sorted(GATE_OUTPUTS))
+def test_gate_refuses_agreement_below_min_agreement(runtime, int8_files, overfit_onnx, coco_mini_dir, tmp_path, capfd):
+    """The calibration that int8_files passed, with --min-agreement just above the agreement it reached:
+    refused, and the line names that agreement and the people each model found."""
+    reached = gate_record(int8_files, runtime)
+    wanted = round(reached['agreement'] + 0.002, 3)  # the record keeps 4 digits: 0.002 is clearly above
+    argv = [str(overfit_onnx), *mini_calibration(coco_mini_dir), '--min-agreement', str(wanted)]
+    problem = refusal(runtime, argv, tmp_path, capfd)
+    match = re.fullmatch(
+        rf'keypoint agreement {NUMBER} < {NUMBER} \(--min-agreement; people found: fp32 (\d+), int8 (\d+)\)', problem
+    )
+    assert match, problem
+    assert float(match[1]) == pytest.approx(reached['agreement'], abs=1e-3) and float(match[2]) == wanted
+    assert (int(match[3]), int(match[4])) == (reached['people_fp32'], reached['people_int8'])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('runtime', sorted(GATE_OUTPUTS))
+def test_gate_refuses_ap_drop_above_max_ap_drop(runtime, int8_files, overfit_onnx, coco_mini_dir, tmp_path, capfd):
+    """The same calibration with --max-ap-drop just below the AP drop it had (which may be negative: int8 can
+    score higher): refused, and the line names both APs and the drop."""
+    reached = gate_record(int8_files, runtime)
+    drop = reached['ap_fp32'] - reached['ap_int8']
+    allowed = round(drop - 0.002, 3)
+    argv = [str(overfit_onnx), *mini_calibration(coco_mini_dir), f'--max-ap-drop={allowed}']
+    problem = refusal(runtime, argv, tmp_path, capfd)
+    match = re.fullmatch(rf'AP {NUMBER} -> {NUMBER}, drop {NUMBER} > {NUMBER} \(--max-ap-drop\)', problem)
+    assert match, problem
+    assert float(match[1]) == pytest.approx(reached['ap_fp32'], abs=1e-3)
+    assert float(match[2]) == pytest.approx(reached['ap_int8'], abs=1e-3)
+    assert float(match[3]) == pytest.approx(drop, abs=2e-3) and float(match[4]) == allowed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('runtime', sorted(GATE_OUTPUTS))
+def test_gate_refuses_blank_calibration_images(runtime, overfit_onnx, tmp_path, capfd):
+    """On blank images the fp32 model finds nobody, so agreement there proves nothing: refused, naming how many
+    images it looked at."""
+    blank = tmp_path / 'blank'
+    blank.mkdir()
+    for k in range(2):
+        cv2.imwrite(str(blank / f'blank_{k}.png'), np.full((120, 160, 3), 40 * k, np.uint8))
+    argv = [str(overfit_onnx), '--calibration-images', str(blank), '--threads', '2']
+    problem = refusal(runtime, argv, tmp_path, capfd)
+    assert problem.startswith('the fp32 model finds nobody on the 2 calibration image(s)'), problem
 
 
 # -- bad input: one line each, exit status 1 -------------------------------------------------------
