@@ -6,7 +6,9 @@ under every image name (so the images cost no disk), then times in the same run:
 
 * ``json.load`` of the file alone (the floor: no check can read the file faster);
 * pycocotools' ``COCO(file)`` (loads and indexes it: what evaluation does before anything else);
-* :func:`lwop_jax.data.check.check_dataset` with the header check (the default), and its parts;
+* :func:`lwop_jax.data.check.check_dataset` with the header check (the default);
+* training's :func:`lwop_jax.data.coco.prepare_annotations` on the same file (for scale: the check counts
+  samples without preparing them);
 * the full decode (``--decode``) per image, on a sample, against the header read per image.
 
     python benchmarks/bench_data_check.py [--annotations 100000] [--decode-sample 300]
@@ -111,8 +113,12 @@ def main():
         print('\n'.join(report.lines()[:3]))
         print(f'json.load alone:                {json_s:6.2f} s')
         print(f'pycocotools COCO(file):         {cocoapi_s:6.2f} s')
-        print(f'lwop data check (header check): {check_s:6.2f} s = {check_s / json_s:.2f}x json.load, '
-              f'{check_s / cocoapi_s:.2f}x COCO(file); of it prepare_annotations {prepare_s:.2f} s')  # fmt: skip
+        print(
+            f'lwop data check (header check): {check_s:6.2f} s = {check_s / json_s:.2f}x json.load, '
+            f'{check_s / cocoapi_s:.2f}x COCO(file)'
+        )
+        print(f"training's prepare_annotations: {prepare_s:6.2f} s (the check counts its samples with main_persons, "
+              'without preparing the labels)')  # fmt: skip
 
         sample = content['images'][: args.decode_sample]
         paths = [os.path.join(images, image['file_name']) for image in sample]

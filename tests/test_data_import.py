@@ -29,7 +29,7 @@ YOLO_TOLERANCE = 0.75e-6 * 640 + 0.5e-3 + 1e-9
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp('import')
-    labels = synthetic.generate_dataset(folder, 6, seed=2, crowd_probability=0.0)
+    labels = synthetic.generate_dataset(folder, 6, seed=2, crowd_probability=0.5)
     return labels, folder / 'images', json.loads(labels.read_text())
 
 
@@ -192,7 +192,8 @@ def cvat_flavour(content):
     without a box: 1-based ids, an image entry with license and url fields, a category per label (those
     without a skeleton have empty keypoints), segmentation [] and area = the skeleton box's (all its points,
     an "outside" one keeping its coordinates, v 0), visibility 0 outside / 1 occluded / 2 visible,
-    num_keypoints = points not outside, and the annotation's attributes."""
+    num_keypoints = points not outside, and the annotation's attributes; a crowd region (an is_crowd group)
+    as uncompressed RLE."""
     exported = copy.deepcopy(content)
     for image in exported['images']:
         image.update(license=0, flickr_url='', coco_url='', date_captured=0)
@@ -202,6 +203,12 @@ def cvat_flavour(content):
     exported['annotations'] = []
     for annotation in content['annotations']:
         if annotation['iscrowd']:
+            exported['annotations'].append({
+                'id': len(exported['annotations']) + 1, 'image_id': annotation['image_id'], 'category_id': 1,
+                'segmentation': annotation['segmentation'], 'area': float(annotation['area']),
+                'bbox': annotation['bbox'], 'iscrowd': 1, 'attributes': {'occluded': False},
+                'keypoints': [0] * len(annotation['keypoints']), 'num_keypoints': 0,
+            })  # fmt: skip
             continue
         points = np.array(annotation['keypoints'], np.float64).reshape(-1, 3)
         x, y, w, h = annotation['bbox']
@@ -272,6 +279,8 @@ def test_labelling_tools_coco_flavours_pass_the_check_and_feed_training(flavour,
     assert code == 0, stdout
     report = check.check_dataset(labels, images_dir)
     assert report.samples > 0 and report.images_missing == report.images_unreadable == 0
+    crowds = sum(1 for a in content['annotations'] if a['iscrowd'])
+    assert report.crowd_regions == (crowds if flavour == 'cvat' else 0) and crowds > 0
 
     config = default.get_config()
     # label_net_input_size = crop_size: a person fills the crop as a 368 crop holds it (the whole person).

@@ -14,10 +14,9 @@ import dataclasses
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from lwop_jax.data import coco, coco_flavours
-from lwop_jax.data.image_files import image_problem
+from lwop_jax.data.image_files import image_problems
 from lwop_jax.schema import KeypointSchema, load_schema
 
 EXAMPLES = 3  # examples quoted per finding
@@ -385,17 +384,7 @@ def _count_samples(content, images: dict, persons: list, crowds: list, used: lis
 # --------------------------------------------------------------------------------------- image files
 def _check_image_files(images: list, images_dir: str, decode: bool, progress: bool, report: DataReport) -> None:
     report.images_labelled, report.decoded = len(images), decode
-    missing, unreadable = [], []
-    for image in tqdm(
-        images, desc='reading images' if decode else 'image headers', unit='image', disable=not progress, leave=False
-    ):
-        path = os.path.join(images_dir, image['file_name'])
-        if not os.path.isfile(path):
-            missing.append(image['file_name'])
-            continue
-        problem = image_problem(path, image['width'], image['height'], decode)
-        if problem:
-            unreadable.append(f'{image["file_name"]}: {problem}')
+    missing, unreadable = image_problems(images, images_dir, decode, progress)
     report.images_missing, report.images_unreadable = len(missing), len(unreadable)
     if missing:
         report.add(True, f'{len(missing)} of {len(images)} images are missing from {images_dir} ({examples(missing)})')

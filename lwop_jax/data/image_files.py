@@ -14,6 +14,7 @@ import struct
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from lwop_jax.data.samples import UnreadableImage, decode_image
 
@@ -118,3 +119,19 @@ def image_problem(path: str | os.PathLike, width: int, height: int, decode: bool
     if size != (int(width), int(height)):
         return f'its size {size[0]}x{size[1]} is not the annotated {int(width)}x{int(height)}'
     return None
+
+
+def image_problems(images: list, images_dir: str, decode: bool = False, progress: bool = False):
+    """(missing file names, 'file name: problem' of the unreadable ones) of COCO image entries (file_name,
+    width, height) in a folder, with a progress bar when ``progress``."""
+    missing, unreadable = [], []
+    what = 'reading images' if decode else 'image headers'
+    for image in tqdm(images, desc=what, unit='image', disable=not progress, leave=False):
+        path = os.path.join(images_dir, image['file_name'])
+        if not os.path.isfile(path):
+            missing.append(image['file_name'])
+            continue
+        problem = image_problem(path, image['width'], image['height'], decode)
+        if problem:
+            unreadable.append(f'{image["file_name"]}: {problem}')
+    return missing, unreadable
