@@ -17,6 +17,7 @@ import numpy as np
 
 from lwop_jax.data import coco, coco_flavours
 from lwop_jax.data.image_files import image_problems
+from lwop_jax.errors import InputFileError
 from lwop_jax.schema import KeypointSchema, load_schema
 
 EXAMPLES = 3  # examples quoted per finding
@@ -111,16 +112,17 @@ def check_dataset(
     content = coco.load_coco_json(labels_path)
     for key in ('images', 'annotations'):
         if not isinstance(content.get(key), list):
-            raise coco.InputFileError(f"{labels_path}: not a COCO annotation file: no '{key}' list")
+            raise InputFileError(f"{labels_path}: not a COCO annotation file: no '{key}' list")
     names = coco.dataset_keypoint_names(content, labels_path)
     report = DataReport(labels_path, images_dir, schema.name, names)
     images = _index_images(content['images'], report)
     others = coco_flavours.other_category_ids(content)
     persons, values, crowds = _split_annotations(content['annotations'], images, len(names), others, report)
-    used = _schema_keypoints(schema, names, report)
+    used, schema_fits = _schema_keypoints(schema, names, report)
     _check_keypoints(persons, values, images, names, used, report)
     _check_crowds(crowds, images, report)
-    _count_samples(content, images, persons, crowds, used, report)
+    if schema_fits:  # else training refuses the file: no sample to count
+        _count_samples(content, images, persons, crowds, used, report)
     labelled = {a['image_id'] for a in persons} | {a['image_id'] for a in crowds}
     _check_image_files([images[i] for i in images if i in labelled], images_dir, decode, progress, report)
     return report
@@ -170,12 +172,16 @@ def _annotation_problem(annotation, images: dict, num_keypoints: int) -> str | N
         )
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
         return f"{where}: 'bbox' is not [x, y, width, height]"
+    if not isinstance(annotation['num_keypoints'], int):
+        return f"{where}: 'num_keypoints' is not an integer"
     return None
 
 
 def _keypoint_values(persons: list, num_keypoints: int, problems: list) -> tuple[list, np.ndarray]:
     """The persons whose keypoint values are all finite numbers, and those values as one (N, D, 3) array
     (one conversion for all; the slow search for the culprits only when it fails)."""
+    if not persons:
+        return persons, np.zeros((0, num_keypoints, 3))
     try:
         values = np.array([a['keypoints'] for a in persons], np.float64)
     except (TypeError, ValueError):
@@ -229,9 +235,9 @@ def _split_annotations(entries, images: dict, num_keypoints: int, other_categori
 
 
 # --------------------------------------------------------------------------------------- keypoints
-def _schema_keypoints(schema: KeypointSchema, names: tuple[str, ...], report: DataReport) -> list[int]:
-    """Indices of the dataset keypoints the schema reads (of those the category has); an error for each
-    one it needs that the category lacks."""
+def _schema_keypoints(schema: KeypointSchema, names: tuple[str, ...], report: DataReport) -> tuple[list[int], bool]:
+    """Indices of the dataset keypoints the schema reads (of those the category has), and whether the
+    category has them all; an error names those it lacks."""
     index = {name: i for i, name in enumerate(names)}
     needed = [
         (name, keypoint)
@@ -246,7 +252,7 @@ def _schema_keypoints(schema: KeypointSchema, names: tuple[str, ...], report: Da
         )
     used = sorted({index[name] for name, _ in needed if name in index})
     report.read_by_schema = tuple(i in used for i in range(len(names)))
-    return used
+    return used, not missing
 
 
 def _check_keypoints(persons: list, values, images: dict, names: tuple[str, ...], used: list[int], report):
@@ -357,8 +363,6 @@ def _count_samples(content, images: dict, persons: list, crowds: list, used: lis
     """Training samples as :func:`lwop_jax.data.coco.prepare_annotations` selects them (its grouping and
     :func:`lwop_jax.data.coco.main_persons`, without preparing the labels) from the well-formed annotations,
     and the images that have none."""
-    if any(f.error and "the category's keypoints lack" in f.message for f in report.findings):
-        return  # training refuses the file: no sample
     well_formed = {'categories': content.get('categories') or [], 'annotations': persons + crowds}
     names = report.dataset_keypoints
     per_image = coco.group_annotations_per_image(well_formed, report.labels, len(names))
