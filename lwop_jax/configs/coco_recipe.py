@@ -18,7 +18,8 @@ from lwop_jax.configs import coco_stage1, coco_stage2, coco_stage3
 # Keys set once for the recipe and shared by all stages (FieldReferences: overriding one here reaches all).
 SHARED_KEYS = ('coco_dir', 'batch_size', 'batches_per_iter', 'compute_dtype', 'checkpoint_after', 'val_after',
                'log_after', 'keep_checkpoints', 'num_parallel_calls', 'distributed',
-               'coordinator_address', 'num_processes', 'process_id', 'data_source', 'tfds_data_dir', 'seed')
+               'coordinator_address', 'num_processes', 'process_id', 'coordinator_timeout_s', 'data_source',
+               'tfds_data_dir', 'seed')
 
 
 def get_config():

@@ -85,4 +85,7 @@ def get_config():
     config.coordinator_address = ''     # host:port of process 0, e.g. '10.0.0.1:1234'
     config.num_processes = 0            # 0: detected
     config.process_id = -1              # this process's rank; -1: detected
+    # Seconds to wait for the coordinator and all processes to join before giving up with one line (JAX's
+    # own default is 300 s, then an abort from C++). 120 s leaves time to start hosts by hand.
+    config.coordinator_timeout_s = 120.0
     return config
