@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ from lwop_jax.training.checkpointing import make_checkpoint_manager, restore_che
 from lwop_jax.training.data import TrainData, steps_per_epoch, take, train_data_from_config
 from lwop_jax.training.model_init import create_model
 from lwop_jax.training.monitoring import Monitor, default_evaluate_fn, heatmap_panel
+from lwop_jax.training.multihost import maybe_initialize_distributed
 from lwop_jax.training.optimizer import epoch_lr_factor, make_optimizer
 from lwop_jax.training.step import (
     TrainState,
@@ -45,25 +47,6 @@ from lwop_jax.training.step import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def maybe_initialize_distributed(config) -> None:
-    """Multi-host: ``jax.distributed.initialize`` when ``config.distributed`` or ``coordinator_address`` is
-    set, with the explicit coordinator, process count and rank where given (else JAX detects the cluster).
-
-    Must run before anything touches a JAX device. On CPU the processes' collectives go through gloo.
-    """
-    if not (config.distributed or config.coordinator_address) or jax.distributed.is_initialized():
-        return
-    try:
-        jax.distributed.initialize(
-            coordinator_address=config.coordinator_address or None,
-            num_processes=config.num_processes if config.num_processes > 0 else None,
-            process_id=config.process_id if config.process_id >= 0 else None,
-        )
-    except (RuntimeError, ValueError) as exc:  # no cluster detected, coordinator unreachable, JAX started
-        where = config.coordinator_address or 'the detected cluster'
-        raise TrainingError(f'multi-host start through {where} failed: {" ".join(str(exc).split())[:300]}') from None
 
 
 def total_train_steps(config, iterations_per_epoch: int) -> int:
@@ -127,7 +110,7 @@ def train_and_evaluate(
     if resuming:
         state, data_position = restore_checkpoint(manager, graphdef, state, mesh)
         _check_data_position(data_position, config)
-        logger.info('resumed from %s at iteration %d', manager.directory, int(state.step))
+        _report_resume(int(jax.device_get(state.step)), manager)
     else:
         state = replicate_state(state, mesh)
     start_step = int(jax.device_get(state.step))
@@ -141,6 +124,14 @@ def train_and_evaluate(
         manager.wait_until_finished()
         manager.close()
     return state
+
+
+def _report_resume(step: int, manager) -> None:
+    """One line on process 0, above the progress bar and with its prefix: shown by default, because a rerun
+    that silently started over would look the same as one that continued."""
+    if jax.process_index() == 0:
+        checkpoint = pathlib.Path(manager.directory) / str(step)
+        tqdm.write(f'train: resumed from iteration {step} (checkpoint {checkpoint})', file=sys.stderr)
 
 
 def _check_data_position(position: dict, config):
