@@ -1,9 +1,11 @@
 """``kill -9`` at several moments of ``lwop train`` on the COCO mini images, then the same command again:
-each time the finished run is bit-identical to one that was never interrupted.
+each rerun says it resumed from the newest checkpoint the kill left complete, and the finished run is
+bit-identical to one that was never interrupted.
 
 The kill is a real SIGKILL that the process sends itself at a chosen moment around the iteration-4
 checkpoint (a wrapper around ``save_checkpoint``, installed by a small driver before the command runs):
-before the save starts, while the asynchronous save is still writing, and after it is complete.
+before the save starts (the iteration-2 save complete), while the asynchronous save is still writing, and
+after it is complete. benchmarks/soak_kill.py kills from outside at random moments.
 """
 
 import os
@@ -12,15 +14,18 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+
+from lwop_jax.training.checkpointing import checkpoint_arrays
 
 pytest.importorskip('tensorflow')
 
 KILL_STEP = 4
 STEPS = 6
+# The newest complete checkpoint each kill leaves, hence the iteration its rerun must resume from: save(4)
+# first waits for the asynchronous save of 2, so only 'after-save' has 4.
+RESUMES_FROM = {'before-save': 2, 'during-async-save': 2, 'after-save': 4}
 
 DRIVER = textwrap.dedent(
     """
@@ -33,6 +38,7 @@ DRIVER = textwrap.dedent(
     def save_or_die(manager, graphdef, state, data_position, config):
         step = data_position['batches_consumed'] // config.batches_per_iter
         if step == kill_step and moment == 'before-save':
+            manager.wait_until_finished()  # the save of iteration 2, still being written at the machine's pace
             os.kill(os.getpid(), signal.SIGKILL)
         save_checkpoint(manager, graphdef, state, data_position, config)
         if step == kill_step and moment == 'during-async-save':
@@ -67,33 +73,15 @@ def start(arguments: list[str], moment: str, cwd) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait(process: subprocess.Popen) -> int:
+def wait(process: subprocess.Popen) -> tuple[int, str]:
     _, stderr = process.communicate(timeout=300)
     if process.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(stderr[-3000:])
-    return process.returncode
+    return process.returncode, stderr
 
 
 def finished_steps(workdir) -> list[int]:
     return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
-
-
-def saved_arrays(workdir, step: int) -> dict[str, np.ndarray]:
-    """Every array of a training checkpoint (weights, BatchNorm statistics, iteration, Adam state), on the host."""
-    directory = workdir / 'checkpoints' / str(step)
-    items = ('model', 'train_state')
-    restore = {}
-    for item in items:
-        tree = ocp.PyTreeCheckpointHandler().metadata(directory / item)
-        arguments = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), getattr(tree, 'tree', tree))
-        restore[item] = ocp.args.PyTreeRestore(restore_args=arguments)
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(directory, ocp.args.Composite(**restore))
-    flat = {}
-    for item in items:
-        for path, leaf in jax.tree_util.tree_flatten_with_path(restored[item])[0]:
-            flat[f'{item}{jax.tree_util.keystr(path)}'] = np.asarray(leaf)
-    return flat
 
 
 @pytest.mark.slow
@@ -102,20 +90,24 @@ def test_kill_9_at_each_moment_then_rerun_is_bit_identical(coco_mini_dir, tmp_pa
     # The uninterrupted run and the killed ones at once (2 cores: two processes at a time).
     reference = start(train_arguments(coco_mini_dir, tmp_path / 'uninterrupted'), 'never', tmp_path)
     killed = {m: start(train_arguments(coco_mini_dir, tmp_path / m), m, tmp_path) for m in moments}
-    assert wait(reference) == 0
-    want = saved_arrays(tmp_path / 'uninterrupted', STEPS)
-    # What each kill left of the iteration-4 checkpoint: nothing, an unfinished temporary folder, or the
-    # checkpoint. (Whether the asynchronous save of iteration 2 had finished depends on the machine's pace.)
+    assert wait(reference)[0] == 0
+    want = checkpoint_arrays(tmp_path / 'uninterrupted' / 'checkpoints' / str(STEPS))
+    # What each kill left of the iteration-4 checkpoint: nothing, an unfinished temporary folder, or the checkpoint.
     for moment, process in killed.items():
-        assert wait(process) == -signal.SIGKILL, moment
+        assert wait(process)[0] == -signal.SIGKILL, moment
         checkpoints = tmp_path / moment / 'checkpoints'
         unfinished = list(checkpoints.glob(f'{KILL_STEP}.orbax-checkpoint-tmp*'))
-        assert (KILL_STEP in finished_steps(tmp_path / moment)) == (moment == 'after-save'), moment
+        assert max(finished_steps(tmp_path / moment)) == RESUMES_FROM[moment], moment
         assert bool(unfinished) == (moment == 'during-async-save'), (moment, unfinished)
     resumed = {m: start(train_arguments(coco_mini_dir, tmp_path / m), 'never', tmp_path) for m in moments}
     for moment, process in resumed.items():
-        assert wait(process) == 0, moment
-        got = saved_arrays(tmp_path / moment, STEPS)
-        assert got.keys() == want.keys()
+        returncode, stderr = wait(process)
+        assert returncode == 0, moment
+        # It continued (a rerun that started over would end identical too: training is deterministic).
+        step = RESUMES_FROM[moment]
+        line = f'train: resumed from iteration {step} (checkpoint {tmp_path / moment / "checkpoints" / str(step)})'
+        assert line in stderr.splitlines(), (moment, stderr[-2000:])
+        got = checkpoint_arrays(tmp_path / moment / 'checkpoints' / str(STEPS))
+        assert got.keys() == want.keys() and int(got["train_state['step']"]) == STEPS
         different = [key for key in want if not np.array_equal(got[key], want[key])]
         assert not different, (moment, different[:5])

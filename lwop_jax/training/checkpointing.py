@@ -134,3 +134,23 @@ def _restore_step(manager, step: int, graphdef, state: TrainState, mesh: Mesh) -
         step=restored['train_state']['step'], params=params, batch_stats=batch_stats, opt_state=opt_state
     )
     return new_state, dict(restored['data'])
+
+
+def checkpoint_arrays(directory) -> dict[str, np.ndarray]:
+    """Every array of one training checkpoint folder (``WORKDIR/checkpoints/<step>``) on the host, by item and
+    path: weights and BatchNorm statistics (``model``), the iteration and each leaf of the optimizer state
+    (``train_state``). What an exact comparison of two runs reads; needs no network or optimizer to restore into."""
+    directory = pathlib.Path(directory)
+    items = ('model', 'train_state')
+    restore = {}
+    for item in items:
+        tree = ocp.PyTreeCheckpointHandler().metadata(directory / item)
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), getattr(tree, 'tree', tree))
+        restore[item] = ocp.args.PyTreeRestore(restore_args=as_numpy)
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        restored = checkpointer.restore(directory, ocp.args.Composite(**restore))
+    return {
+        f'{item}{jax.tree_util.keystr(path)}': np.asarray(leaf)
+        for item in items
+        for path, leaf in jax.tree_util.tree_flatten_with_path(restored[item])[0]
+    }
