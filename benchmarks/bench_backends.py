@@ -1,6 +1,6 @@
 """Why OpenVINO fp32 beat ONNX Runtime fp32 end to end, and whether it still does: subnormal weights.
 
-  python benchmarks/bench_backends.py [--shared ../shared] [--runs 8] [--threads 2]
+  python benchmarks/bench_backends.py [--shared ../shared] [--runs 8] [--threads 2] [--smoke]
 
 The trained reference checkpoint (lwop_overfit_coco4.pth) is exported to ONNX twice: as lwop_jax writes
 it (subnormal weights stored as zero) and with its 64,707 subnormal weights kept, as another exporter
@@ -9,6 +9,7 @@ runs on plain ONNX Runtime (the file as it is), on lwop_jax's ONNX Runtime backe
 weights to zero when it loads a file) and on OpenVINO, on the network inputs of the four COCO mini images at
 height 256 (widths 384-424: a new shape on every call), alternating; then the full frame (PoseEstimator)
 on both runtimes. Ratios are to lwop_jax's ONNX Runtime backend on lwop_jax's file, in the same run.
+--smoke: one round, no warm-up (the tests run it, so that it cannot rot; its figures mean nothing).
 
 Finding (README, "Which runtime for .onnx files"): ONNX Runtime runs subnormal weights at microcode speed
 (2.7-2.9x slower in two runs); OpenVINO flushes them itself. The two tied on a fixed
@@ -39,7 +40,11 @@ def parse_args():
     parser.add_argument('--runs', type=int, default=8, help='rounds over the four images')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=2)
-    return parser.parse_args()
+    parser.add_argument('--smoke', action='store_true', help='one round, no warm-up (the tests run it)')
+    args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.warmup = 1, 0
+    return args
 
 
 def export_both(checkpoint: pathlib.Path, folder: pathlib.Path) -> dict[str, pathlib.Path]:

@@ -14,7 +14,10 @@ of this process (all its threads), which is what a core delivers when the machin
 original's data loader (``CocoTrainDataset.__getitem__`` with its transforms, same machine
 type) does 127.9 samples/s on one worker (reference/baselines_original.md).
 
-Usage: python benchmarks/bench_pipeline.py [--coco-mini DIR] [--samples N] [--batches N]
+Usage: python benchmarks/bench_pipeline.py [--coco-mini DIR] [--samples N] [--batches N] [--smoke]
+
+--smoke: a few samples and batches, so that the tests run it (tests/test_benchmarks_smoke.py); its figures mean
+nothing.
 """
 
 import argparse
@@ -103,9 +106,9 @@ def report_single(name, times, reductions, end_to_end, end_to_end_cpu, num_sampl
     )
 
 
-def full_pipeline(dataset, batch_size, batches, passes=3):
+def full_pipeline(dataset, batch_size, batches, passes=3, warmup=5):
     iterator = iter(dataset)
-    for _ in range(5):
+    for _ in range(warmup):
         next(iterator)
     rates, cpu_rates = [], []
     for _ in range(passes):
@@ -123,7 +126,11 @@ def main():
     parser.add_argument('--samples', type=int, default=600)
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--batches', type=int, default=25)
+    parser.add_argument('--smoke', action='store_true', help='a few samples and batches (the tests run it)')
     args = parser.parse_args()
+    passes, warmup = 3, 5
+    if args.smoke:
+        args.samples, args.batch_size, args.batches, passes, warmup = 4, 2, 1, 1, 1
     labels = coco.load_training_labels(
         args.coco_mini / 'person_keypoints_val2017_mini.json', args.coco_mini / 'val2017'
     )
@@ -151,7 +158,7 @@ def main():
         for cv2_threads in (0, cores):
             cv2.setNumThreads(cv2_threads)
             for source, make_dataset in datasets.items():
-                rates, cpu_rates = full_pipeline(make_dataset(), args.batch_size, args.batches)
+                rates, cpu_rates = full_pipeline(make_dataset(), args.batch_size, args.batches, passes, warmup)
                 rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
                 print(
                     f'\n[tf.data pipeline, {source} source] batch {args.batch_size}, AUTOTUNE map, {cores} cores, '

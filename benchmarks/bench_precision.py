@@ -1,7 +1,7 @@
 """Frame time and AP per precision: fp32 (ONNX Runtime, OpenVINO), bf16 (OpenVINO), int8 (ORT QDQ, NNCF).
 
   python benchmarks/bench_precision.py [--shared ../shared] [--runs 20] [--threads 2]
-      [--calibration-images 32] [--keep-fp32 last-heads]
+      [--calibration-images 32] [--keep-fp32 last-heads] [--smoke]
 
 The trained reference checkpoint (lwop_overfit_coco4.pth) is exported to ONNX and IR; int8 models are
 calibrated on synthetic people (``lwop synthetic``, seed 1: none of the four COCO mini images) through
@@ -9,7 +9,8 @@ calibrated on synthetic people (``lwop synthetic``, seed 1: none of the four COC
 256 with 2 threads: the full frame (PoseEstimator: pre-process + network + decoding), estimators timed
 alternately, one call each per round, as a ratio to the fp32 ONNX Runtime frame of the same round set; and
 per precision the AP on the four mini images (val.py path, base height 368) with its keypoint agreement
-against fp32 ONNX Runtime.
+against fp32 ONNX Runtime. --smoke: one round, no warm-up, 4 calibration images, 2 mini images (the tests run
+it, so that it cannot rot; its figures mean nothing).
 
 Findings (reference checkpoint, Xeon with AVX512-BF16/AMX, 2 threads, a shared machine; see the report of
 issue 16 for the figures of a run):
@@ -55,7 +56,12 @@ def parse_args():
     parser.add_argument('--calibration-images', type=int, default=32, help='synthetic images to calibrate on')
     parser.add_argument('--keep-fp32', default='last-heads', help='layers kept in float (lwop convert --keep-fp32)')
     parser.add_argument('--workdir', type=pathlib.Path, help='keep the models here (default: a temporary folder)')
-    return parser.parse_args()
+    parser.add_argument('--mini-images', type=int, default=4, help='time and score the first N mini images')
+    parser.add_argument('--smoke', action='store_true', help='1 round, no warm-up, 4 calibration and 2 mini images')
+    args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.warmup, args.calibration_images, args.mini_images = 1, 0, 4, 2
+    return args
 
 
 def make_models(args, workdir: pathlib.Path) -> dict:
@@ -113,7 +119,7 @@ def main():
         for name, (path, backend, precision) in models.items()
     }
     mini = args.shared / 'data' / 'coco_val_mini'
-    paths = sorted((mini / 'val2017').glob('*.jpg'))
+    paths = sorted((mini / 'val2017').glob('*.jpg'))[: args.mini_images]
     print(
         f'\nheight 256, {args.threads} threads, {args.runs} alternating rounds, full-frame medians in ms '
         f'(ratio to fp32 ORT); load average at start {load_average()}'
@@ -128,12 +134,12 @@ def main():
         print(f'{image_name:18} ' + ' '.join(f'{row[n]:9.1f} ms ({row[n] / base:5.2f}x)' for n in names))
     totals = {n: sum(row[n] for row in table.values()) for n in names}
     base = totals['fp32 ORT']
-    print(f'{"all four":18} ' + ' '.join(f'{totals[n]:9.1f} ms ({totals[n] / base:5.2f}x)' for n in names))
+    print(f'{f"all {len(paths)}":18} ' + ' '.join(f'{totals[n]:9.1f} ms ({totals[n] / base:5.2f}x)' for n in names))
 
     dataset = json.loads((mini / 'person_keypoints_val2017_mini.json').read_text())
-    images = labelled_images(dataset, mini / 'val2017')
+    images = labelled_images(dataset, mini / 'val2017')[: args.mini_images]
     reference = estimators['fp32 ORT'].backend
-    print('\nAP on the four mini images (val.py path, base height 368), agreement with fp32 ORT:')
+    print(f'\nAP on {len(images)} mini images (val.py path, base height 368), agreement with fp32 ORT:')
     for name, estimator in estimators.items():
         comparison = compare_backends(reference, estimator.backend, images, dataset)
         print(

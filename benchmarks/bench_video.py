@@ -2,6 +2,7 @@
 
   python benchmarks/bench_video.py [--shared ../shared] [--model MODEL.onnx] [--backend onnxruntime]
                                    [--threads 2] [--frames 24] [--rounds 3] [--images 32] [--batch-size 4]
+                                   [--smoke]
 
 Video: a clip made here from the COCO mini images (each resized to 640x480 and panned 4 px a frame, mp4v),
 run as ``lwop infer --video clip.mp4 --output-dir`` does (read, pre-process, network, decode, track and
@@ -9,7 +10,8 @@ smooth, draw, write the annotated mp4) with --no-pipeline and without, alternate
 the JSON records of the two must be identical (tracked ids included). Folder: the four mini images copied
 to ``--images`` files, run with batch size 1 and ``--batch-size`` (both pipelined, drawn images written),
 alternately; the largest keypoint difference between the two is printed. Medians of the rounds.
-Without --model, the trained reference checkpoint is converted to ONNX in a temporary cache.
+Without --model, the trained reference checkpoint is converted to ONNX in a temporary cache. --smoke: a few
+frames and images, one round (the tests run it, so that it cannot rot; its figures mean nothing).
 """
 
 import argparse
@@ -42,7 +44,11 @@ def parse_args():
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--images', type=int, default=32, help='files in the folder (copies of the mini images)')
     parser.add_argument('--batch-size', type=int, default=4)
-    return parser.parse_args()
+    parser.add_argument('--smoke', action='store_true', help='2 frames per image, 4 images, 1 round (the tests)')
+    args = parser.parse_args()
+    if args.smoke:
+        args.frames, args.rounds, args.images, args.batch_size = 2, 1, 4, 2
+    return args
 
 
 def make_clip(path: pathlib.Path, images, frames_per_image: int) -> int:
