@@ -79,7 +79,7 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--decode',
         action='store_true',
-        help='decode every image as training does (default: read the size from its header, ~50x faster; '
+        help='decode every image as training does (default: read its size from its header, ~100x faster; '
         'decoding also finds corrupt image data behind a sound header)',
     )
 
