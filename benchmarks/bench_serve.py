@@ -9,7 +9,9 @@ long enough that nothing is refused) on the four COCO mini images as JPEG bytes.
 process, each with its own keep-alive connection, POSTing the images in turn (the answer parsed as JSON).
 The baseline is what a program without the service does with the same bytes: cv2.imdecode and a
 PoseEstimator call, in this process, with the same threads per inference as one worker. In-process and
-1-client rounds alternate (``--rounds``), so load changes hit both alike; then 2 and 4 clients.
+1-client rounds alternate (``--rounds``), so load changes hit both alike; then 2 and 4 clients. "outside ms":
+the median of a request's latency less the inference time the service reports in timing_ms (decode to
+postprocess): what HTTP, the queue, JSON and the client add, less noisy than a difference of two medians.
 
 int8: the fp32 model quantized for ONNX Runtime (QDQ, through the accuracy gate) on the mini images.
 Without --model, the trained reference checkpoint is converted to ONNX in a temporary cache.
@@ -74,9 +76,11 @@ def in_process(estimator, images: list[bytes], count: int) -> list[float]:
     return times
 
 
-def served(server, images: list[bytes], clients: int, count: int) -> tuple[list[float], float]:
-    """(seconds per request of every client, wall seconds): ``clients`` threads, ``count`` requests each."""
-    latencies, failures = [], []
+def served(server, images: list[bytes], clients: int, count: int) -> tuple[list[float], float, list[float]]:
+    """(seconds per request of every client, wall seconds, seconds of each request spent outside the inference
+    the service timed: HTTP, the body, the queue, JSON, the client): ``clients`` threads, ``count`` requests
+    each."""
+    latencies, outside, failures = [], [], []
 
     def client(offset: int):
         connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
@@ -90,6 +94,8 @@ def served(server, images: list[bytes], clients: int, count: int) -> tuple[list[
                 latencies.append(time.perf_counter() - start)
                 if response.status != 200 or not body['people']:
                     failures.append((response.status, body))
+                else:
+                    outside.append(latencies[-1] - sum(body['timing_ms'].values()) / 1000)
         finally:
             connection.close()
 
@@ -101,16 +107,19 @@ def served(server, images: list[bytes], clients: int, count: int) -> tuple[list[
         thread.join()
     wall = time.perf_counter() - start
     assert not failures, failures[:2]
-    return latencies, wall
+    return latencies, wall, outside
 
 
-def summary(latencies: list[float], wall: float) -> dict:
-    return {
+def summary(latencies: list[float], wall: float, outside: list[float] | None = None) -> dict:
+    row = {
         'requests_per_s': round(len(latencies) / wall, 2),
         'p50_ms': round(1000 * statistics.median(latencies), 1),
         'p95_ms': round(1000 * float(np.percentile(latencies, 95)), 1),
         'requests': len(latencies),
     }
+    if outside:
+        row['outside_inference_p50_ms'] = round(1000 * statistics.median(outside), 2)
+    return row
 
 
 def bench_precision(args, model, precision, images, logs) -> dict:
@@ -123,14 +132,16 @@ def bench_precision(args, model, precision, images, logs) -> dict:
     try:
         in_process(estimator, images, 2 * len(images))  # warm-up: first calls of each shape allocate
         served(server, images, 1, 2 * len(images))
-        local, one = [], []
+        local, one, outside = [], [], []
         for _ in range(args.rounds):  # alternating, so that load changes hit both
             local += in_process(estimator, images, args.requests)
-            one += served(server, images, 1, args.requests)[0]
-        rows = {'in-process': summary(local, sum(local)), 'clients 1': summary(one, sum(one))}
+            latencies, _, spent = served(server, images, 1, args.requests)
+            one, outside = one + latencies, outside + spent
+        rows = {'in-process': summary(local, sum(local)), 'clients 1': summary(one, sum(one), outside)}
         for clients in args.clients:
             if clients != 1:
-                rows[f'clients {clients}'] = summary(*served(server, images, clients, args.requests * args.rounds))
+                latencies, wall, spent = served(server, images, clients, args.requests * args.rounds)
+                rows[f'clients {clients}'] = summary(latencies, wall, spent)
     finally:
         stop_server(server)
     assert server.process.returncode == 0, server.stderr()
@@ -138,13 +149,18 @@ def bench_precision(args, model, precision, images, logs) -> dict:
 
 
 def report(precision: str, rows: dict) -> None:
-    print(f'\n{precision}: {"":14} {"req/s":>8} {"p50 ms":>8} {"p95 ms":>8}')
+    print(f'\n{precision}: {"":14} {"req/s":>8} {"p50 ms":>8} {"p95 ms":>8} {"outside ms":>10}')
     for name, row in rows.items():
-        print(f'  {name:18} {row["requests_per_s"]:8.2f} {row["p50_ms"]:8.1f} {row["p95_ms"]:8.1f}')
+        outside = row.get('outside_inference_p50_ms')
+        print(
+            f'  {name:18} {row["requests_per_s"]:8.2f} {row["p50_ms"]:8.1f} {row["p95_ms"]:8.1f} '
+            + (f'{outside:10.2f}' if outside is not None else f'{"":10}')
+        )
     local, one = rows['in-process'], rows['clients 1']
     print(
         f'  overhead at 1 client: p50 {one["p50_ms"] / local["p50_ms"] - 1:+.1%}, '
-        f'requests/s {local["requests_per_s"] / one["requests_per_s"] - 1:+.1%}'
+        f'requests/s {local["requests_per_s"] / one["requests_per_s"] - 1:+.1%}, '
+        f'outside the inference {one["outside_inference_p50_ms"] / local["p50_ms"]:.1%} of the in-process p50'
     )
     most = max((name for name in rows if name.startswith('clients')), key=lambda name: int(name.split()[1]))
     print(f'  throughput {most} / clients 1: {rows[most]["requests_per_s"] / one["requests_per_s"]:.2f}x')

@@ -27,4 +27,6 @@ def test_smoke_run_measures_both_precisions(coco_mini_dir, overfit_onnx, tmp_pat
         assert set(rows) == {'in-process', 'clients 1', 'clients 2'}
         for row in rows.values():
             assert row['requests'] >= 4 and row['requests_per_s'] > 0 and row['p95_ms'] >= row['p50_ms'] > 0
+        # a request's latency holds the inference the service timed, and more
+        assert 0 < rows['clients 1']['outside_inference_p50_ms'] < rows['clients 1']['p50_ms']
     assert 'overhead at 1 client' in done.stdout and 'throughput clients 2 / clients 1' in done.stdout

@@ -131,6 +131,10 @@ function pump() {
 }
 
 async function startCamera() {
+  if (!navigator.mediaDevices) {  // browsers offer cameras to secure pages only
+    setState('error', 'the camera needs this page over https (or on localhost)');
+    return;
+  }
   if (!(await start('camera'))) return;
   try {
     video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
