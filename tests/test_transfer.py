@@ -14,7 +14,7 @@ from flax import nnx
 
 from lwop_jax.checkpoints import orbax_io, transfer
 from lwop_jax.cli import convert, evaluate
-from lwop_jax.errors import InputFileError, ModelFileError
+from lwop_jax.errors import FetchError, InputFileError, ModelFileError
 from lwop_jax.model.posenet import PoseNet
 from lwop_jax.model.variables import model_size, variables
 from lwop_jax.schema import SCHEMA_FOLDER, load_schema, schema_from_json
@@ -211,3 +211,15 @@ def test_converted_into_a_renamed_schema_it_scores_as_the_coco18_model(reference
     coco18_ap, renamed_ap = ap(overfit_onnx, 'coco18'), ap(onnx, 'renamed')
     assert coco18_ap > 0.7  # the trained model (0.761), not a broken baseline
     assert renamed_ap == pytest.approx(coco18_ap, abs=0.01)
+
+
+def test_a_published_name_offline_says_what_to_give_instead(tmp_path, monkeypatch):
+    monkeypatch.setenv('LWOP_JAX_CACHE', str(tmp_path))
+    monkeypatch.setenv('LWOP_JAX_URL_COCO_370K', 'http://127.0.0.1:9/checkpoint_iter_370000.pth')  # refused
+    with pytest.raises(FetchError) as error:
+        transfer.load_source('coco-370k')
+    assert str(error.value).startswith('cannot download coco-370k from http://127.0.0.1:9/')
+    assert str(error.value).endswith(
+        'download checkpoint_iter_370000.pth yourself and give its path in place of coco-370k'
+    )
+    assert list(tmp_path.rglob('*.pth*')) == []

@@ -30,7 +30,7 @@ from flax import nnx
 
 from lwop_jax.checkpoints import hub
 from lwop_jax.checkpoints.orbax_io import load_any
-from lwop_jax.errors import InputFileError, ModelFileError
+from lwop_jax.errors import FetchError, InputFileError, ModelFileError
 from lwop_jax.model.posenet import PoseNet
 from lwop_jax.model.variables import assign, model_size, refinement_stage_of, variables
 from lwop_jax.schema import KeypointSchema, load_schema
@@ -189,7 +189,17 @@ def check_same_backbone(source: PoseNet, target: PoseNet, where: str) -> None:
 def load_source(name_or_path, *, num_refinement_stages: int | None = None) -> PoseNet:
     """A transfer's source: a torch .pth, an lwop_jax orbax folder, or a published model by name
     (``coco-370k``: downloaded once into the cache)."""
-    return load_any(hub.resolve_checkpoint(name_or_path), num_refinement_stages=num_refinement_stages)
+    try:
+        path = hub.resolve_checkpoint(name_or_path)
+    except FetchError as exc:  # the hub's hint names infer's flag; here the file replaces the name
+        file_name = hub.known_model(str(name_or_path)).file_name
+        raise FetchError(
+            exc.url,
+            exc.reason,
+            f'cannot download {name_or_path} from {exc.url} ({exc.reason}); download '
+            f'{file_name} yourself and give its path in place of {name_or_path}',
+        ) from exc
+    return load_any(path, num_refinement_stages=num_refinement_stages)
 
 
 def transfer_weights(
