@@ -8,7 +8,8 @@ For each precision, a real `lwop serve` runs in a subprocess (``--workers`` work
 long enough that nothing is refused) on the four COCO mini images as JPEG bytes. Clients are threads of this
 process, each with its own keep-alive connection, POSTing the images in turn (the answer parsed as JSON).
 The baseline is what a program without the service does with the same bytes: cv2.imdecode and a
-PoseEstimator call, in this process, with the same threads per inference as one worker. In-process and
+PoseEstimator call, in this process, with the same threads per inference as one worker and the same malloc
+setting as the service (``host_heap.keep_freed_memory``). In-process and
 1-client rounds alternate (``--rounds``), so load changes hit both alike; then 2 and 4 clients. "outside ms":
 the median of a request's latency less the inference time the service reports in timing_ms (decode to
 postprocess): what HTTP, the queue, JSON and the client add, less noisy than a difference of two medians.
@@ -168,6 +169,11 @@ def report(precision: str, rows: dict) -> None:
 
 def main():
     args = parse_args()
+    from lwop_jax.training import host_heap
+
+    # The allocator setting `lwop serve` makes (one glibc arena, never trimmed): the in-process baseline gets it
+    # too, so that the comparison is of the service alone (it also speeds up post-processing in-process).
+    host_heap.keep_freed_memory()
     mini_dir = args.shared / 'data' / 'coco_val_mini' / 'val2017'
     images = [path.read_bytes() for path in sorted(mini_dir.glob('*.jpg'))]
     print(f'load average at start: {load_average()}')

@@ -8,6 +8,7 @@ import sys
 
 from lwop_jax.cli import common
 from lwop_jax.inference.preprocess import DEMO_HEIGHT
+from lwop_jax.training import host_heap
 
 DESCRIPTION = """Serves pose estimation over HTTP and WebSocket, with a live browser page at /.
 
@@ -68,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from lwop_jax.serve.server import open_service_warning, serve
     from lwop_jax.serve.service import Service, Settings
 
+    # Before the workers start: glibc gives each thread its own arena, which returns freed image buffers to the
+    # kernel, so every request faulted its buffers in again: decoding, pre- and post-processing an int8 frame took
+    # 8.2 ms in a worker thread against 5.9 in the main thread, 5.0 in either with one arena, never trimmed, as
+    # training uses (see host_heap; the network alike). LWOP_JAX_KEEP_FREED_MEMORY=0 turns it off.
+    host_heap.keep_freed_memory()
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     settings = Settings(
         checkpoint_path=args.checkpoint_path,
