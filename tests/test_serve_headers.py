@@ -190,3 +190,12 @@ def test_openapi_lists_every_route():
             for status, answer in method['responses'].items():
                 if status[0] in '45':
                     assert answer['content']['application/json']['schema'] == {'$ref': '#/components/schemas/Error'}
+
+
+def test_without_the_serve_extra_one_line(overfit_onnx, tmp_path):
+    """`lwop serve` on an install without the serve extra: one line naming it, exit 1, nothing started."""
+    from test_core_install import assert_names_extra, lwop_without
+
+    missing = ['starlette', 'uvicorn', 'websockets', 'prometheus_client', 'python_multipart']
+    result = lwop_without(missing, ['serve', '--checkpoint-path', overfit_onnx, '--port', '0'], tmp_path, None)
+    assert_names_extra(result, missing, 'serve')

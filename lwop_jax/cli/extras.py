@@ -28,6 +28,11 @@ MODULE_EXTRAS = {
     'tensorflow': 'train',
     'tensorflow_datasets': 'train',
     'tensorboard': 'train',
+    'starlette': 'serve',
+    'uvicorn': 'serve',
+    'websockets': 'serve',
+    'prometheus_client': 'serve',
+    'python_multipart': 'serve',
 }
 # Commands whose every run needs the same extras: naming them all at once saves installing one per error.
 COMMAND_EXTRAS = {'train': 'train', 'demo': 'train,export'}
