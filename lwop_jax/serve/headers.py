@@ -5,13 +5,15 @@ decoding it would allocate the pixels (10.8 GB here) before anything could refus
 the size from the header first and decodes only what passes its pixel limit. The formats read are the
 ones the service takes: JPEG, PNG, BMP and WebP (OpenCV decodes all four); anything else is refused.
 
-Standard library only.
+Standard library and lwop_jax.errors only.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from lwop_jax.errors import InputFileError
 
 FORMATS = ('jpeg', 'png', 'bmp', 'webp')
 
@@ -25,7 +27,7 @@ JPEG_SCAN_MARKER = 0xDA
 JPEG_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01, 0xFF}  # RSTn, TEM: no length field
 
 
-class HeaderError(ValueError):
+class HeaderError(InputFileError):
     """The bytes are not a whole image of a known format; the message says what is wrong, in one line."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from lwop_jax.errors import LwopError
 from lwop_jax.serve.headers import HeaderError, ImageHeader, read_header
 
 # Raw bodies: the types OpenCV decodes and the header reader knows (the body's bytes decide the format).
@@ -28,7 +29,7 @@ HEIGHT_RANGE = (32, 1024)  # height_size: the original uses 256 (demo) and 368 (
 MAX_NETWORK_PIXELS = 8_000_000
 
 
-class RequestError(Exception):
+class RequestError(LwopError):
     """A request the service refuses: its HTTP status and a one-line message for the JSON body."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
@@ -118,17 +119,13 @@ def multipart_image(body: bytes, content_type: str) -> bytes:
     try:
         parser = MultipartParser(boundary, form.callbacks(), max_header_count=8, max_header_size=1024)
         parser.write(body)
-    except (MultipartParseError, _TooManyParts) as exc:
+    except MultipartParseError as exc:
         raise RequestError(400, f'malformed multipart form: {exc}') from exc
     if not form.ended:
         raise RequestError(400, 'multipart form is truncated (no closing boundary)')
     if form.image is None:
         raise RequestError(400, f'multipart form has no field {MULTIPART_FIELD!r}')
     return form.image
-
-
-class _TooManyParts(ValueError):
-    pass
 
 
 class _Form:
@@ -142,7 +139,7 @@ class _Form:
         def part_begin():
             self.parts += 1
             if self.parts > MAX_MULTIPART_PARTS:
-                raise _TooManyParts(f'more than {MAX_MULTIPART_PARTS} parts')
+                raise RequestError(400, f'malformed multipart form: more than {MAX_MULTIPART_PARTS} parts')
             self._headers, self._data = {}, bytearray()
 
         def header_field(data, start, end):

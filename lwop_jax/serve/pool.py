@@ -18,10 +18,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lwop_jax.errors import LwopError
+
 logger = logging.getLogger(__name__)
 
 
-class PoolFull(Exception):
+class PoolFull(LwopError):
     """Every worker is busy and the queue is full."""
 
 
