@@ -198,9 +198,16 @@ def test_image_sizes_from_headers_are_the_decoded_sizes(tmp_path):
     assert image_files.image_problem(tmp_path / 'image.png', 40, 30) == 'its size 50x30 is not the annotated 40x30'
     (tmp_path / 'empty.jpg').write_bytes(b'')
     assert image_files.image_problem(tmp_path / 'empty.jpg', 50, 30) == 'empty file'
+    # A header past the first 64 KiB (two large APP2 segments, an ICC profile say, before the frame header).
+    jpeg = (tmp_path / 'image.jpg').read_bytes()
+    padded = tmp_path / 'padded.jpg'
+    app2 = b'\xff\xe2' + (65000).to_bytes(2, 'big') + bytes(64998)
+    padded.write_bytes(jpeg[:2] + 2 * app2 + jpeg[2:])
+    assert 2 * len(app2) > image_files.HEAD_BYTES and cv2.imread(str(padded)).shape[:2] == (30, 50)
+    assert image_files.image_size(padded) == (50, 30)
     truncated = tmp_path / 'truncated.jpg'
     truncated.write_bytes((tmp_path / 'image.jpg').read_bytes()[:20])
-    with pytest.raises(UnreadableImage, match='broken JPEG header'):
+    with pytest.raises(UnreadableImage, match='broken header: JPEG header is truncated'):
         image_files.image_size(truncated)
 
 

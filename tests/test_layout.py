@@ -22,6 +22,7 @@ LAYERS = (
         'lwop_jax.inference.results',
         'lwop_jax.inference.tracking',
         'lwop_jax.inference.media',
+        'lwop_jax.inference.image_header',
         'lwop_jax.inference.runs',
         'lwop_jax.data',
         'lwop_jax.synthetic',

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip('starlette', reason='needs the serve extra')
 
+from lwop_jax.inference.image_header import HeaderError, TruncatedImage, read_header
 from lwop_jax.serve import limits
-from lwop_jax.serve.headers import HeaderError, TruncatedImage, read_header
 
 
 def encoded(suffix: str, width: int = 37, height: int = 23, channels: int = 3, params=()) -> bytes:

@@ -1,7 +1,7 @@
 """What a request may be, and the checks that turn a bad one into a status code and one line.
 
 Everything here runs before an image is decoded: the content type (415), the size in bytes (413), the
-header's format, completeness and pixel count (400, 413; :mod:`lwop_jax.serve.headers`), the network input
+header's format, completeness and pixel count (400, 413; :mod:`lwop_jax.inference.image_header`), the network input
 the requested height would make (400, 413), and the multipart form's ``image`` field.
 """
 
@@ -14,7 +14,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from lwop_jax.errors import LwopError
-from lwop_jax.serve.headers import HeaderError, ImageHeader, read_header
+from lwop_jax.inference.image_header import HeaderError, ImageHeader, read_header
 
 # Raw bodies: the types OpenCV decodes and the header reader knows (the body's bytes decide the format).
 IMAGE_TYPES = frozenset(
@@ -97,7 +97,7 @@ def network_height(value: str | None, default: int) -> int:
 
 def check_network_size(header: ImageHeader, height: int) -> None:
     """RequestError 413 when the network input for this image at ``height`` would pass MAX_NETWORK_PIXELS.
-    Both orientations count: the decoder applies the EXIF rotation, which the header does not tell."""
+    Both orientations count alike (the elongation), so the EXIF rotation the decoder applies changes nothing."""
     elongation = max(header.width / header.height, header.height / header.width)
     pixels = int(height * height * elongation)
     if pixels > MAX_NETWORK_PIXELS:

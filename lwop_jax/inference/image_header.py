@@ -1,11 +1,10 @@
-"""An image's format and size read from its header, and whether its end is there, without decoding it.
+"""An image's format and size read from its header, without decoding it; and whether its end is there.
 
-A client can send a small file that claims a huge picture (a PNG header saying 60000 x 60000 is 33 bytes);
-decoding it would allocate the pixels (10.8 GB here) before anything could refuse it. So the service reads
-the size from the header first and decodes only what passes its pixel limit. The formats read are the
-ones the service takes: JPEG, PNG, BMP and WebP (OpenCV decodes all four); anything else is refused.
-
-Standard library and lwop_jax.errors only.
+Two users: ``lwop serve`` refuses a body by its pixel count before decoding it (a PNG header saying 60000 x
+60000 is 33 bytes; decoding it would allocate 10.8 GB first), and ``lwop data check`` reads the size of
+every labelled image (a header read is about a thousand times cheaper than a decode). The formats read are
+JPEG, PNG, BMP and WebP, which OpenCV decodes; a JPEG's EXIF orientation is read too, since OpenCV applies
+it when it decodes (a portrait phone photo stored sideways). Standard library only.
 """
 
 from __future__ import annotations
@@ -25,10 +24,17 @@ JPEG_START, JPEG_END = b'\xff\xd8', b'\xff\xd9'
 JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 JPEG_SCAN_MARKER = 0xDA
 JPEG_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01, 0xFF}  # RSTn, TEM: no length field
+JPEG_EXIF_MARKER = 0xE1  # APP1
+EXIF_ORIENTATION_TAG = 0x0112
+ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
 
 
 class HeaderError(InputFileError):
     """The bytes are not a whole image of a known format; the message says what is wrong, in one line."""
+
+
+class UnknownFormat(HeaderError):
+    """Not one of the formats read here (OpenCV may still decode it: TIFF, say)."""
 
 
 class TruncatedImage(HeaderError):
@@ -38,18 +44,26 @@ class TruncatedImage(HeaderError):
 @dataclass(frozen=True)
 class ImageHeader:
     format: str  # one of FORMATS
-    width: int
+    width: int  # as stored
     height: int
+    orientation: int = 1  # EXIF orientation (JPEG); 5-8 turn the image by 90 degrees
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
+    @property
+    def decoded_size(self) -> tuple[int, int]:
+        """(width, height) as OpenCV's IMREAD_COLOR decodes it: the EXIF orientation applied."""
+        return (self.height, self.width) if self.orientation in ROTATED_ORIENTATIONS else (self.width, self.height)
 
-def read_header(data: bytes) -> ImageHeader:
-    """The format and size of an image file's bytes; HeaderError (TruncatedImage when cut short) if the
-    bytes are not a whole JPEG, PNG, BMP or WebP file. Reads at most the header segments, never the
-    pixels."""
+
+def read_header(data: bytes, *, whole: bool = True) -> ImageHeader:
+    """The format and size of an image file's bytes; HeaderError (TruncatedImage when cut short) if they are
+    not a JPEG, PNG, BMP or WebP file. Reads the header segments only, never the pixels.
+
+    ``whole``: ``data`` is the whole file, whose end is checked too (an upload cut short); otherwise it may
+    be the file's first bytes only (TruncatedImage then says the header lies beyond them)."""
     if data.startswith(PNG_SIGNATURE):
         header = _png(data)
     elif data.startswith(JPEG_START):
@@ -59,10 +73,25 @@ def read_header(data: bytes) -> ImageHeader:
     elif data.startswith(b'RIFF') and data[8:12] == b'WEBP':
         header = _webp(data)
     else:
-        raise HeaderError('not a JPEG, PNG, BMP or WebP image')
+        raise UnknownFormat('not a JPEG, PNG, BMP or WebP image')
     if header.width <= 0 or header.height <= 0:
         raise HeaderError(f'{header.format} header gives an empty size ({header.width}x{header.height})')
+    if whole:
+        _check_end(data, header.format)
     return header
+
+
+def _check_end(data: bytes, image_format: str) -> None:
+    """TruncatedImage when the file's end is missing (an upload cut short)."""
+    if image_format == 'png':
+        complete = data.rstrip(b'\0').endswith(PNG_END)
+    elif image_format == 'jpeg':
+        complete = JPEG_END in data[-64:]  # EOI closes the image; tools may pad a few bytes after it
+    else:  # BMP and WebP (RIFF) say their file size
+        expected = _unpack('<I', data, 2, 'BMP header')[0] if image_format == 'bmp' else _webp_file_size(data)
+        complete = len(data) >= expected
+    if not complete:
+        raise TruncatedImage(f'{image_format.upper()} is truncated (its end is missing; {len(data)} bytes)')
 
 
 def _unpack(fmt: str, data: bytes, offset: int, what: str) -> tuple:
@@ -75,14 +104,13 @@ def _png(data: bytes) -> ImageHeader:
     length, kind, width, height = _unpack('>I4sII', data, 8, 'PNG header')
     if kind != b'IHDR' or length != 13:
         raise HeaderError('PNG without its IHDR header chunk')
-    if not data.rstrip(b'\0').endswith(PNG_END):
-        raise TruncatedImage('PNG is truncated (no IEND chunk at its end)')
     return ImageHeader('png', width, height)
 
 
 def _jpeg(data: bytes) -> ImageHeader:
-    """Walks the marker segments up to the first start-of-frame, which holds the size."""
-    offset = 2
+    """Walks the marker segments up to the first start-of-frame, which holds the size; an EXIF segment on
+    the way gives the orientation."""
+    offset, orientation = 2, 1
     while True:
         (first,) = _unpack('B', data, offset, 'JPEG header')
         if first != 0xFF:
@@ -94,32 +122,47 @@ def _jpeg(data: bytes) -> ImageHeader:
         (length,) = _unpack('>H', data, offset + 2, 'JPEG header')
         if marker in JPEG_FRAME_MARKERS:
             height, width = _unpack('>HH', data, offset + 5, 'JPEG header')
-            break
+            return ImageHeader('jpeg', width, height, orientation)
         if marker == JPEG_SCAN_MARKER or length < 2:
             raise HeaderError('JPEG has no frame header before its image data')
+        if marker == JPEG_EXIF_MARKER and orientation == 1:
+            orientation = _exif_orientation(data[offset + 4 : offset + 2 + length])
         offset += 2 + length
-    if JPEG_END not in data[-64:]:  # EOI closes the image; tools may pad a few bytes after it
-        raise TruncatedImage('JPEG is truncated (no end-of-image marker)')
-    return ImageHeader('jpeg', width, height)
+
+
+def _exif_orientation(segment: bytes) -> int:
+    """The orientation tag of an APP1 segment's first image directory (1, upright, if there is none)."""
+    tiff = segment[6:]
+    order = {b'II': '<', b'MM': '>'}.get(tiff[:2])
+    if not segment.startswith(b'Exif\x00\x00') or order is None or len(tiff) < 8:
+        return 1
+    directory = struct.unpack(order + 'I', tiff[4:8])[0]
+    if directory + 2 > len(tiff):
+        return 1
+    count = struct.unpack(order + 'H', tiff[directory : directory + 2])[0]
+    for entry in range(directory + 2, min(directory + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, _, _ = struct.unpack(order + 'HHI', tiff[entry : entry + 8])
+        if tag == EXIF_ORIENTATION_TAG:
+            return struct.unpack(order + 'H', tiff[entry + 8 : entry + 10])[0]
+    return 1
 
 
 def _bmp(data: bytes) -> ImageHeader:
-    file_size, _, _, header_size = _unpack('<I4sII', data, 2, 'BMP header')
+    (header_size,) = _unpack('<I', data, 14, 'BMP header')
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
         width, height = _unpack('<HH', data, 18, 'BMP header')
     elif header_size >= 40:
         width, height = _unpack('<ii', data, 18, 'BMP header')
     else:
         raise HeaderError(f'BMP with an unknown header of {header_size} bytes')
-    if len(data) < file_size:
-        raise TruncatedImage(f'BMP is truncated ({len(data)} of {file_size} bytes)')
     return ImageHeader('bmp', width, abs(height))  # a negative height: rows stored top-down
 
 
+def _webp_file_size(data: bytes) -> int:
+    return _unpack('<I', data, 4, 'WebP header')[0] + 8  # the RIFF size counts what follows its field
+
+
 def _webp(data: bytes) -> ImageHeader:
-    (riff_size,) = _unpack('<I', data, 4, 'WebP header')
-    if len(data) < riff_size + 8:
-        raise TruncatedImage(f'WebP is truncated ({len(data)} of {riff_size + 8} bytes)')
     (chunk,) = _unpack('4s', data, 12, 'WebP header')
     if chunk == b'VP8 ':  # lossy: a key frame's start code, then 14-bit sizes
         start, width, height = _unpack('<3sHH', data, 23, 'WebP header')
