@@ -31,7 +31,7 @@ from lwop_jax.skeleton import COCO_KEYPOINT_NAMES
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.JPG', '.JPEG', '.PNG')
 
 
-class BadLine(ValueError):
+class BadLine(InputFileError):
     """A label line that cannot be imported; the message says why."""
 
 
