@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         keypoint_schema=args.keypoint_schema,
     )
+    # pycocotools (the [eval] extra) scores at the end: a missing one is said before the model runs on every image.
+    import pycocotools  # noqa: F401
+
     if args.compare:
         return compare(args, backend, dataset, present)
     result = coco_eval.evaluate_backend(

@@ -1,4 +1,4 @@
-"""``lwop``: one command with a verb for each job (infer, evaluate, train, convert, demo, synthetic).
+"""``lwop``: one command with a verb for each job (infer, evaluate, train, convert, serve, data, demo, synthetic).
 
 Each verb takes the flags of its top-level script (``lwop infer`` = ``python infer.py``); the parsers
 are built from the command modules themselves, so the two never differ.
