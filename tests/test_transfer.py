@@ -201,9 +201,9 @@ def test_converted_into_a_renamed_schema_it_scores_as_the_coco18_model(reference
     assert orbax_io.load_any(output).keypoint_schema.name == 'renamed18'
 
     def ap(model, name):
-        stats = tmp_path / f'{name}.json'
+        stats, detections = tmp_path / f'{name}_stats.json', tmp_path / f'{name}_detections.json'
         argv = ['--labels', str(coco_mini_dir / MINI_JSON), '--images-folder', str(coco_mini_dir / 'val2017'),
-                '--checkpoint-path', str(model), '--stats-json', str(stats), '--output-name', str(tmp_path / name),
+                '--checkpoint-path', str(model), '--stats-json', str(stats), '--output-name', str(detections),
                 '--no-progress']  # fmt: skip
         assert evaluate.main(argv) == 0
         return json.loads(stats.read_text())['stats']['AP']
