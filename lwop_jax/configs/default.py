@@ -54,6 +54,7 @@ def get_config():
     config.compute_dtype = 'float32'    # or 'bfloat16' (parameters, BatchNorm and loss stay float32)
     config.init_from = ''               # .pth / orbax checkpoint (weights only) or MobileNet ImageNet file
     config.from_mobilenet = False       # init_from is mobilenet_sgd_68.848.pth.tar: backbone only
+    config.init_keypoint_matches = ()   # (keypoint, init_from's keypoint) name pairs for the schema transfer
 
     # Optimization.
     config.base_lr = 4e-5

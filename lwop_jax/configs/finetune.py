@@ -31,7 +31,6 @@ from lwop_jax.configs import default
 def get_config():
     config = default.get_config()
     config.init_from = 'coco-370k'      # the published model (downloaded once), a .pth or an orbax folder
-    config.init_keypoint_matches = ()   # (your keypoint, the source's keypoint) pairs the transfer cannot tell
     config.keypoint_schema = 'coco17'   # the keypoints you train: a shipped name or your schema .json
     config.train_labels = ''            # required: your COCO-format person keypoints JSON ...
     config.train_images = ''            # ... and its images folder

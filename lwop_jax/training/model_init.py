@@ -41,7 +41,7 @@ def create_model(config, *, load_init_weights: bool = True) -> PoseNet:
     if config.init_from and config.from_mobilenet:
         logger.info(init_backbone_from_mobilenet(model, config.init_from))
     elif config.init_from:
-        init_weights_from(model, config.init_from, config.get('init_keypoint_matches', ()))
+        init_weights_from(model, config.init_from, config.init_keypoint_matches)
     elif config.from_mobilenet:
         raise TrainingError('from_mobilenet=True needs init_from = the MobileNet ImageNet file')
     return model
