@@ -4,35 +4,20 @@
 ``--compare``."""
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import openvino as ov
 import pytest
+from cli_runs import lwop
 
 from lwop_jax.checkpoints import metadata
 from lwop_jax.evaluation import coco_eval
 from lwop_jax.inference.backends import load_backend
 
 MINI_PEOPLE = [1, 2, 3, 5]  # people in the four COCO mini images (sorted by name)
-
-
-def lwop(*arguments, cwd) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, '-m', 'lwop_jax', *map(str, arguments)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, JAX_PLATFORMS='cpu'),
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture(scope='module')

@@ -8,9 +8,9 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from cli_runs import lwop_in_process as lwop
 
 from lwop_jax import synthetic
-from lwop_jax.cli import main
 from lwop_jax.data import check, coco, image_files
 from lwop_jax.data.samples import UnreadableImage
 from lwop_jax.schema import schema_from_json
@@ -35,12 +35,6 @@ def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp('check')
     labels = synthetic.generate_dataset(folder, 8, seed=5, crowd_probability=0.5)
     return labels, folder / 'images', json.loads(labels.read_text())
-
-
-def lwop(capsys, *arguments):
-    code = main.main([str(a) for a in arguments])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def first_keypoint(annotation, flags=(1, 2)):

@@ -14,9 +14,9 @@ import sys
 
 import numpy as np
 import pytest
+from cli_runs import lwop_in_process
 
 from lwop_jax import synthetic
-from lwop_jax.cli import main
 from lwop_jax.data import check, yolo
 from lwop_jax.schema import load_schema
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES
@@ -34,10 +34,9 @@ def dataset(tmp_path_factory):
 
 
 def lwop(capsys, *arguments):
-    code = main.main([str(a) for a in arguments])
-    captured = capsys.readouterr()
-    errors = [line for line in captured.err.splitlines() if line.startswith(('error:', 'warning:'))]
-    return code, captured.out, errors
+    """(exit status, stdout, the error and warning lines of stderr) of lwop run in-process."""
+    code, out, err = lwop_in_process(capsys, *arguments)
+    return code, out, [line for line in err.splitlines() if line.startswith(('error:', 'warning:'))]
 
 
 # ------------------------------------------------------------------------------------------------ YOLO

@@ -3,30 +3,17 @@ skeleton -> lwop train -> lwop evaluate (AP with the schema's sigmas) -> lwop co
 carries the schema) -> lwop infer (JSON in the schema's names, K keypoints per person)."""
 
 import json
-import os
 import subprocess
 import sys
 
 import onnx
 import pytest
+from cli_runs import lwop
 
 from lwop_jax.schema import load_schema
 
 pytest.importorskip('tensorflow')
 pytest.importorskip('pycocotools')
-
-
-def lwop(*arguments, cwd):
-    result = subprocess.run(
-        [sys.executable, '-m', 'lwop_jax', *map(str, arguments)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, JAX_PLATFORMS='cpu'),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 # Training long enough to find people: the demo's network (half-width backbone to conv4_2, no refinement stage,
