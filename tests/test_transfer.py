@@ -223,3 +223,45 @@ def test_a_published_name_offline_says_what_to_give_instead(tmp_path, monkeypatc
         'download checkpoint_iter_370000.pth yourself and give its path in place of coco-370k'
     )
     assert list(tmp_path.rglob('*.pth*')) == []
+
+
+def test_convert_keypoint_matches_pair_keypoints_by_name(reference_dir, tmp_path, capsys):
+    """figure reads none of coco18's dataset keypoints; --keypoint-match pairs three by name, and with them
+    the two limbs between them (neck-shoulder_r, shoulder_r-elbow_r): their channels are coco18's."""
+    output = tmp_path / 'figure'
+    matches = ['neck=neck', 'shoulder_r=r_sho', 'elbow_r = r_elb']
+    argv = [str(reference_dir / OVERFIT), '--output', str(output), '--to-schema', 'figure']
+    assert convert.main(argv + [arg for m in matches for arg in ('--keypoint-match', m)]) == 0
+    out = capsys.readouterr().out
+    assert 'heatmap channels mapped 3 of 17 (and the background); limbs mapped 2 of 16 with 0 reversed; ' in out
+    figure, coco18 = load_schema('figure'), load_schema('coco18')
+    ours, theirs = arrays(orbax_io.load_any(output)), arrays(transfer.load_source(reference_dir / OVERFIT))
+    key = 'initial_stage.heatmaps.1.0.kernel'
+    for yours, source in (('neck', 'neck'), ('shoulder_r', 'r_sho'), ('elbow_r', 'r_elb')):
+        np.testing.assert_array_equal(
+            ours[key][..., figure.keypoints.index(yours)], theirs[key][..., coco18.keypoints.index(source)]
+        )
+    key = 'initial_stage.pafs.1.0.bias'
+    for yours, source in ((('neck', 'shoulder_r'), ('neck', 'r_sho')), (('shoulder_r', 'elbow_r'), ('r_sho', 'r_elb'))):
+        ends = tuple(figure.keypoints.index(k) for k in yours), tuple(coco18.keypoints.index(k) for k in source)
+        channels = [schema.paf_channels[schema.limbs.index(limb)] for schema, limb in zip((figure, coco18), ends)]
+        np.testing.assert_array_equal(ours[key][list(channels[0])], theirs[key][list(channels[1])])
+
+
+def test_convert_keypoint_match_errors_are_one_line(reference_dir, tmp_path, capsys):
+    output = tmp_path / 'figure'
+    source = str(reference_dir / OVERFIT)
+    argv = [source, '--output', str(output), '--to-schema', 'figure', '--keypoint-match', 'shoulder_r=r_shoulder']
+    assert convert.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: keypoint matches: 'r_shoulder' is not a keypoint of schema 'coco18' (nose, neck, ")
+    assert err.count('\n') == 1 and not output.exists()
+    usage_errors = {
+        '--keypoint-match is for --to-schema': ['--keypoint-match', 'neck=neck'],
+        "'neck' is not YOURS=SOURCE (two keypoint names)": ['--to-schema', 'figure', '--keypoint-match', 'neck'],
+    }
+    for message, flags in usage_errors.items():
+        with pytest.raises(SystemExit) as exit_:
+            convert.main([source, '--output', str(output), *flags])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not output.exists()

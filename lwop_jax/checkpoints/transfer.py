@@ -159,7 +159,8 @@ class TransferReport:
         if self.nothing_mapped:
             return (
                 f'{self.source}: no keypoint of schema {m.target.name!r} matches one of schema {m.source.name!r} '
-                '(they read other dataset keypoints; keypoint matches can pair them by name): all but the '
+                '(they read other dataset keypoints; pair them by name with lwop convert --keypoint-match or '
+                "training's init_keypoint_matches): all but the "
                 f'background channel start fresh; kept: the {self.copied_whole} tensors that do not depend on '
                 f'the schema (backbone, CPM, stage trunks){stages}'
             )

@@ -25,6 +25,13 @@ or an orbax checkpoint folder written by this tool or by train.py (then only the
 the backbone of a freshly initialised network, as the original ``train.py --from-mobilenet``. An fp32 .onnx
 export is also accepted as the input, to make other precisions of it.
 
+--to-schema transfers a trained model into another keypoint schema: heatmap channels map by the dataset
+keypoint each reads, limbs by their two ends (a reversed limb negated); --keypoint-match pairs keypoints
+by name where the two schemas read differently named dataset keypoints:
+
+  lwop convert coco-370k --output runs/figure --to-schema figure \\
+      --keypoint-match shoulder_r=r_sho --keypoint-match shoulder_l=l_sho
+
 --precision (fp32 default) tags the exports; bf16 keeps float32 weights, for bf16 compute where the runtime
 and CPU have it (OpenVINO); int8 quantizes after training (ONNX Runtime QDQ for --onnx, NNCF for --openvino)
 on --calibration-images, then compares int8 with fp32 on those images and writes nothing when they differ
@@ -63,6 +70,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar='NAME|FILE',
         help='transfer the model into this keypoint schema (coco18, coco17, figure or a schema .json): heads '
         'mapped by the keypoints and limbs the two share, the rest initialised fresh',
+    )
+    parser.add_argument(
+        '--keypoint-match',
+        action='append',
+        default=[],
+        type=keypoint_match,
+        metavar='YOURS=SOURCE',
+        help="with --to-schema, also map keypoint YOURS from the checkpoint's keypoint SOURCE, by the two "
+        "schemas' names, where the two read differently named dataset keypoints (repeatable; as training's "
+        'init_keypoint_matches)',
     )
     parser.add_argument('--seed', type=int, default=0, help='initialisation seed for --from-mobilenet and --to-schema')
     add_precision_arguments(parser)
@@ -109,11 +126,21 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--threads', type=int, help='CPU threads for calibration and the gate (default: all)')
 
 
+def keypoint_match(text: str) -> tuple[str, str]:
+    """``YOURS=SOURCE`` as the (target keypoint, source keypoint) pair of :func:`transfer.schema_mapping`."""
+    yours, equals, source = text.partition('=')
+    if not (equals and yours.strip() and source.strip()):
+        raise argparse.ArgumentTypeError(f'{text!r} is not YOURS=SOURCE (two keypoint names)')
+    return yours.strip(), source.strip()
+
+
 def is_onnx(path) -> bool:
     return str(path).lower().endswith('.onnx')
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
+    if args.keypoint_match and not args.to_schema:
+        return '--keypoint-match is for --to-schema'
     if args.to_schema and (args.from_mobilenet or is_onnx(args.checkpoint)):
         return '--to-schema needs a trained checkpoint (.pth, orbax folder, published name), not MobileNet or .onnx'
     if is_onnx(args.checkpoint):
@@ -203,7 +230,11 @@ def to_schema(args: argparse.Namespace):
 
     schema = load_schema(args.to_schema)  # a bad schema file: one line, before any weight is read
     model, report = transfer.transferred_model(
-        args.checkpoint, schema, seed=args.seed, num_refinement_stages=args.num_refinement_stages
+        args.checkpoint,
+        schema,
+        seed=args.seed,
+        num_refinement_stages=args.num_refinement_stages,
+        matches=args.keypoint_match,
     )
     transfer.announce(report)
     return model
