@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints, load_coco_json, prepare_annotations
+from lwop_jax.data.coco import convert_keypoints, label_keypoints, load_coco_json, prepare_annotations
+from lwop_jax.data.crowd_mask import crowd_mask
 from lwop_jax.data.targets import downsample_mask
 
 NUM_SAMPLES = 20

@@ -14,7 +14,8 @@ tf = pytest.importorskip('tensorflow')
 tfds = pytest.importorskip('tensorflow_datasets')
 
 from lwop_jax.data import augment, coco, pipeline, samples, tfds_coco  # noqa: E402
-from lwop_jax.data.coco import convert_keypoints, crowd_mask, label_keypoints, load_coco_json, prepare_annotations  # noqa: E402
+from lwop_jax.data.coco import convert_keypoints, label_keypoints, load_coco_json, prepare_annotations  # noqa: E402
+from lwop_jax.data.crowd_mask import crowd_mask  # noqa: E402
 from lwop_jax.data.targets import render_targets  # noqa: E402
 from lwop_jax.errors import InputFileError  # noqa: E402
 

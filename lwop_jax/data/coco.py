@@ -1,13 +1,11 @@
 """COCO person-keypoint labels as the original training pipeline selects and converts them.
 
-Reproduces, exactly, three pieces of the original code base:
+Reproduces, exactly, two pieces of the original code base (the third, its crowd mask, is crowd_mask.py):
 
 * ``scripts/prepare_train_labels.py``: grouping of the annotations per image and
   ``prepare_annotations`` (one training label per *main* person), quirk T6;
 * ``datasets/transformations.py::ConvertKeypoints`` (COCO order -> internal 18-point order with a
-  synthetic neck), quirk T4;
-* ``datasets/coco.py::get_mask`` (crowd regions zeroed in a full-resolution mask), quirk T5, here
-  also for polygons and compressed RLE.
+  synthetic neck), quirk T4.
 
 Keypoint flags after preparation: 0 = labelled but occluded (COCO v=1), 1 = visible (v=2),
 2 = absent (v=0) or, after conversion, outside the image.
@@ -16,7 +14,6 @@ Keypoint flags after preparation: 0 = labelled but occluded (COCO v=1), 1 = visi
 import json
 import logging
 import os
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -309,47 +306,6 @@ def main_persons(persons, used_keypoints=None):
             continue
         previous_mains.append((center[0], center[1], annotation['bbox'][2]))
         yield annotation
-
-
-# ----------------------------------------------------------------------------------- crowd mask
-def _decode_segmentation(segmentation, height, width):
-    """One COCO segmentation (polygons, uncompressed or compressed RLE) -> (H, W) bool."""
-    from pycocotools import mask as mask_utils  # imported here: only crowd masks need it
-
-    if isinstance(segmentation, dict):
-        size = segmentation.get('size')
-        if size is not None and [int(s) for s in size] != [height, width]:
-            raise ValueError(f'crowd RLE of size {list(size)} does not match the image ({height}, {width})')
-        counts = segmentation['counts']
-        if isinstance(counts, list):  # uncompressed RLE, the only form the original handles
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:  # compressed RLE string
-            rle = {'size': [height, width], 'counts': counts.encode() if isinstance(counts, str) else counts}
-    elif isinstance(segmentation, list):  # polygons [[x1, y1, x2, y2, ...], ...]: their union
-        if not segmentation:
-            return np.zeros((height, width), dtype=bool)
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    else:
-        raise ValueError(f'unsupported segmentation of type {type(segmentation).__name__}')
-    with warnings.catch_warnings():
-        # pycocotools 2.0.x's decode result predates NumPy 2's __array__(copy=...) protocol; the
-        # warning is about its internals, not about this call.
-        warnings.filterwarnings('ignore', message='__array__ implementation', category=DeprecationWarning)
-        return mask_utils.decode(rle) > 0.5
-
-
-def crowd_mask(segmentations, height, width):
-    """The original ``get_mask`` on ``np.ones((H, W), float32)``: 1 = use, 0 = inside a crowd region.
-
-    Args:
-        segmentations: list of COCO segmentations (the label's 'segmentations').
-    Returns:
-        (H, W) float32.
-    """
-    mask = np.ones((height, width), dtype=np.float32)
-    for segmentation in segmentations:
-        mask[_decode_segmentation(segmentation, height, width)] = 0
-    return mask
 
 
 def check_coco_files(annotations_json, images_dir):

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from lwop_jax.data import augment as augmentation
-from lwop_jax.data.coco import coco18_layout, convert_keypoints, crowd_mask, label_keypoints
+from lwop_jax.data.coco import coco18_layout, convert_keypoints, label_keypoints
+from lwop_jax.data.crowd_mask import crowd_mask
 from lwop_jax.data.targets import crop_mask_to_maps, downsample_mask, render_targets
 from lwop_jax.errors import InputFileError
 from lwop_jax.schema import DatasetLayout, KeypointSchema, load_schema

@@ -33,7 +33,8 @@ import tensorflow_datasets as tfds
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from lwop_jax.data.coco import crowd_mask, load_coco_json, prepare_annotations
+from lwop_jax.data.coco import load_coco_json, prepare_annotations
+from lwop_jax.data.crowd_mask import crowd_mask
 from lwop_jax.data.pipeline import dataset_with_settings
 from lwop_jax.data.samples import SampleInputs, UnreadableImage
 from lwop_jax.skeleton import NUM_COCO_KEYPOINTS
@@ -71,7 +72,7 @@ def encode_crowd_rle(segmentations, height, width):
 
 def decode_crowd_rle(counts, height, width):
     """Inverse of :func:`encode_crowd_rle`: (H, W) float32 mask, 1 = use, 0 = crowd (as crowd_mask)."""
-    with warnings.catch_warnings():  # pycocotools' NumPy-2 __array__ deprecation, see coco.py
+    with warnings.catch_warnings():  # pycocotools' NumPy-2 __array__ deprecation, see crowd_mask.py
         warnings.filterwarnings('ignore', message='__array__ implementation', category=DeprecationWarning)
         crowd = mask_utils.decode({'size': [int(height), int(width)], 'counts': bytes(counts)})
     return np.where(crowd > 0, 0.0, 1.0).astype(np.float32)
