@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from lwop_jax import synthetic
-from lwop_jax.data.coco import crowd_mask, prepare_annotations
+from lwop_jax.data.coco import prepare_annotations
+from lwop_jax.data.crowd_mask import crowd_mask
 from lwop_jax.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from lwop_jax.synthetic.annotations import rle_encode
 from lwop_jax.synthetic.body import (
