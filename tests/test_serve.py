@@ -286,6 +286,8 @@ def test_stream_is_tracked_as_lwop_infer_video(server, mini_images, overfit_onnx
         records = [json.loads(websocket.recv(timeout=120)) for _ in data]
         websocket.send(b'not an image')
         refused = json.loads(websocket.recv(timeout=60))
+        websocket.send(png_claiming(40000, 300))  # a network input of 256 x 34133: refused as POST refuses it
+        too_wide = json.loads(websocket.recv(timeout=60))
     assert [record['index'] for record in records] == list(range(len(data)))
     ids = [[person['track_id'] for person in record['people']] for record in records]
     assert ids == [[person['track_id'] for person in frame['people']] for frame in inferred]
@@ -293,6 +295,8 @@ def test_stream_is_tracked_as_lwop_infer_video(server, mini_images, overfit_onnx
     for record, frame in zip(records, inferred):
         assert_same_people(record['people'], frame['people'])  # smoothed keypoints too
     assert refused == {'index': len(data), 'status': 400, 'error': 'not a JPEG, PNG, BMP or WebP image'}
+    assert too_wide['index'] == len(data) + 1 and too_wide['status'] == 413
+    assert too_wide['error'].startswith('image is 40000x300: at height_size 256 its network input would be ')
     assert server.alive()
 
 

@@ -27,7 +27,6 @@ from lwop_jax.serve.limits import (
     Limits,
     RequestError,
     body_kind,
-    check_network_size,
     multipart_image,
     network_height,
 )
@@ -58,8 +57,6 @@ async def poses(request: Request) -> Response:
     height = network_height(request.query_params.get('height_size'), service.settings.net_height)
     body = await read_body(request, limits)
     data = multipart_image(body, content_type) if kind == 'multipart' else body
-    header = limits.check_image(data)
-    check_network_size(header, height)
     detection = await service.detect(data, height)
     return JSONResponse(service.record(detection, height))
 

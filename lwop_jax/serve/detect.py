@@ -32,9 +32,10 @@ class Detection:
 
 
 def detect_bytes(estimator: PoseEstimator, data: bytes, net_height: int) -> Detection:
-    """Decodes an image file's bytes (already checked by :meth:`Limits.check_image`) and finds the people
-    in it; RequestError 400 when OpenCV cannot decode it or the estimator refuses it. Runs in a pool worker,
-    which owns ``estimator``: nothing else uses it meanwhile, so setting its height per request is safe."""
+    """Decodes an image file's bytes (its header already checked by :meth:`Service.detect`) and finds the
+    people in it; RequestError 400 when OpenCV cannot decode it or the estimator refuses it. Runs in a pool
+    worker, which owns ``estimator``: nothing else uses it meanwhile, so setting its height per request is
+    safe."""
     start = time.perf_counter()
     # IMREAD_COLOR as `lwop infer` reads files (cv2.imread): gray and 16-bit become 8-bit BGR, EXIF applied.
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from lwop_jax import __version__
 from lwop_jax.inference.estimator import PoseEstimator
 from lwop_jax.serve.detect import Detection, detect_bytes, image_record
-from lwop_jax.serve.limits import Limits, RequestError
+from lwop_jax.serve.limits import Limits, RequestError, check_network_size
 from lwop_jax.serve.metrics import ServiceMetrics
 from lwop_jax.serve.pool import InferencePool, PoolFull
 
@@ -78,8 +78,11 @@ class Service:
     # -- the work -----------------------------------------------------------------------------
 
     async def detect(self, data: bytes, net_height: int) -> Detection:
-        """People in an image's checked bytes, on a worker; RequestError 503 (with Retry-After) when the
-        workers and the queue are full, 400 when the image cannot be decoded."""
+        """People in an image's bytes, on a worker, for POST /v1/poses and each stream frame alike. First the
+        checks that run before decoding: RequestError 400 or 413 from the header (:meth:`Limits.check_image`)
+        and from the network input it would make at ``net_height`` (:func:`check_network_size`); then 503
+        (with Retry-After) when the workers and the queue are full, 400 when the image cannot be decoded."""
+        check_network_size(self.settings.limits.check_image(data), net_height)
         try:
             detection = await self.pool.run(detect_bytes, data, net_height)
         except PoolFull as exc:

@@ -105,7 +105,6 @@ async def _answer(service: Service, data: bytes, height: int, index: int, tracke
     start = time.perf_counter()
     service.in_flight += 1
     try:
-        service.settings.limits.check_image(data)
         detection = await service.detect(data, height)
         result = tracker(detection.result) if tracker is not None else detection.result
         record = {'index': index, **service.record(detection, height, result)}
