@@ -22,7 +22,7 @@ GET /v1/model, /healthz, /metrics (Prometheus), /openapi.json, / (the page: came
 
 Inference runs in --workers workers, each with its own runtime session and --threads threads (default:
 the CPU cores shared out among the workers); --max-queue more requests may wait, beyond that the answer
-is 503 with Retry-After. Bad requests get {"error": "..."} and their status (400, 401, 413, 415).
+is 503 with Retry-After. Bad requests get {"error": "..."} and their status (400, 401, 408, 413, 415).
 SIGTERM drains: requests in flight finish, new ones get 503, then the process exits with status 0.
 Needs the serve extra: pip install 'lwop_jax[serve]'.
 """
